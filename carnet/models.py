@@ -1,0 +1,6 @@
+"""Every component's tables, gathered for Alembic (``carnet.migrations``)."""
+
+from carnet.db import Base
+from carnet.pki import models as _pki_models  # noqa: F401  (registers the tables)
+
+metadata = Base.metadata
