@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -96,9 +97,7 @@ def make_ca(
         .not_valid_before(not_before or NOW - timedelta(days=30))
         .not_valid_after(not_after or NOW + timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     signer = issuer.key if issuer else key
@@ -122,14 +121,26 @@ def make_leaf(
     eku: list[x509.ObjectIdentifier] | None = None,
     extra_emails: list[str] | None = None,
     key_usage_digital_signature: bool = True,
+    subject_extra: list[x509.NameAttribute] | None = None,
+    san: bool = True,
+    ocsp_url: str | None = None,
 ) -> Issued:
-    """An S/MIME end-entity certificate for ``email`` (EKU emailProtection unless ``eku`` says otherwise)."""
+    """An S/MIME end-entity certificate for ``email`` (EKU emailProtection unless ``eku`` says otherwise).
+
+    ``subject_extra`` appends attributes to the subject (e.g. ``serialNumber`` for a national identifier);
+    ``san=False`` leaves out the subjectAltName and puts ``email`` in the subject's emailAddress instead;
+    ``eku=[]`` leaves out the extended key usage extension; ``ocsp_url`` adds an authorityInfoAccess OCSP entry.
+    """
     key = new_key(key_kind, slot)
     is_rsa = isinstance(key, rsa.RSAPrivateKey)
     emails = [email, *(extra_emails or [])]
+    subject = _name(cn or email.split("@")[0])
+    attributes = list(subject) + list(subject_extra or [])
+    if not san:
+        attributes.append(x509.NameAttribute(NameOID.EMAIL_ADDRESS, email))
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(cn or email.split("@")[0]))
+        .subject_name(x509.Name(attributes))
         .issuer_name(issuer.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -150,16 +161,21 @@ def make_leaf(
             ),
             critical=True,
         )
-        .add_extension(
-            x509.ExtendedKeyUsage(eku if eku is not None else [ExtendedKeyUsageOID.EMAIL_PROTECTION]),
-            critical=False,
-        )
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(e) for e in emails]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
     )
+    if eku is None or eku:
+        usages = eku if eku is not None else [ExtendedKeyUsageOID.EMAIL_PROTECTION]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    if ocsp_url:
+        access = x509.AccessDescription(
+            x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.RFC822Name(e) for e in emails]), critical=False
+        )
     cert = builder.sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
     return Issued(key, cert, _chain_below(issuer))
 
@@ -177,9 +193,7 @@ def make_crl(
         .last_update(this_update or NOW - timedelta(hours=1))
         .next_update(next_update or NOW + timedelta(days=7))
         .add_extension(x509.CRLNumber(1), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False)
     )
     for cert in revoked:
         builder = builder.add_revoked_certificate(
@@ -191,9 +205,38 @@ def make_crl(
     return builder.sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
 
 
+def make_ocsp_response(
+    issuer: Issued,
+    cert: x509.Certificate,
+    *,
+    revoked: bool = False,
+    this_update: datetime | None = None,
+    next_update: datetime | None = None,
+) -> bytes:
+    """DER of a successful OCSP response (RFC 6960) for ``cert``, signed directly by its ``issuer``."""
+    builder = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=cert,
+            issuer=issuer.cert,
+            algorithm=hashes.SHA256(),
+            cert_status=ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+            this_update=this_update or NOW - timedelta(hours=1),
+            next_update=next_update or NOW + timedelta(days=1),
+            revocation_time=NOW - timedelta(minutes=30) if revoked else None,
+            revocation_reason=x509.ReasonFlags.key_compromise if revoked else None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.cert)
+    )
+    response = builder.sign(issuer.key, hashes.SHA256())  # type: ignore[arg-type]
+    return response.public_bytes(serialization.Encoding.DER)
+
+
 @dataclass
 class TestPki:
     """Root → intermediate → leaves, with the usual bad cases, and CRLs for both CAs."""
+
+    __test__ = False  # not a pytest test class despite its name
 
     root: Issued
     intermediate: Issued

@@ -2,7 +2,7 @@
 
 No input raises out of the S/MIME API: every outcome, from a valid signature to random bytes, is a
 :class:`SmimeResult` with one :class:`Status`. The gateway stores it with the message and renders it as the
-``Carnet-Signature`` header; the CLI prints :meth:`SmimeResult.to_json`.
+``Carnet-Signature`` header; the CLI prints :meth:`SmimeResult.to_dict` as JSON.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ class Status(enum.StrEnum):
     UNSIGNED = "unsigned"  # no signature at all (possibly decrypted fine)
     BAD_SIGNATURE = "bad_signature"  # the signature value does not verify with the signer's key
     TAMPERED = "tampered"  # signature fine but the content digest differs: content changed after signing
-    UNTRUSTED = "untrusted"  # no path to a configured trust anchor (unknown CA, self-signed, …)
+    #: No path to a configured trust anchor (unknown CA, self-signed, …), or, under hard-fail, no fresh
+    #: revocation information for a certificate of the path (``revocation="unknown"``).
+    UNTRUSTED = "untrusted"
     EXPIRED = "expired"  # a certificate of the chain had expired at validation time
     NOT_YET_VALID = "not_yet_valid"  # a certificate of the chain was not yet valid at validation time
-    REVOKED = "revoked"  # a certificate of the chain is revoked (or revocation unknown under hard-fail)
+    REVOKED = "revoked"  # a certificate of the chain has a revocation entry (CRL or OCSP)
     WRONG_USAGE = "wrong_usage"  # key usage / EKU emailProtection missing
     FROM_MISMATCH = "from_mismatch"  # signature valid, but From is missing, ambiguous or not the signer's
     MALFORMED = "malformed"  # not parseable as MIME/CMS, limits exceeded, unsupported structure
@@ -38,7 +40,7 @@ class SignerInfo:
     detail: str = ""
     subject: str = ""  # RFC 4514 string of the signer certificate's subject
     common_name: str = ""
-    emails: list[str] = field(default_factory=list)  # rfc822Name SANs
+    emails: list[str] = field(default_factory=list)  # rfc822Name SANs, else the subject emailAddress
     #: National health identifier carried by the certificate (IGC-Santé: "8" + RPPS, "0" + ADELI, …).
     national_id: str = ""
     serial: str = ""  # hex
