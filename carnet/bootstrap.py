@@ -50,7 +50,7 @@ async def initialise(settings: Settings) -> tuple[bool, list[str]]:
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     created, lines = asyncio.run(initialise(settings))
     if not created:
-        print(f"{settings.data_dir} is already initialised for {settings.domain}; nothing changed.")
+        print(f"{settings.data_dir} is already initialised; nothing changed.")
     for line in lines:
         print(line)
     return 0

@@ -517,8 +517,13 @@ def test_private_key_operations_are_bounded(pki: testpki.TestPki, monkeypatch: p
     info = parse(encrypt_data(ENTITY, [pki.alice.cert]))
     genuine = info["content"]["recipient_infos"][0]
     decoy = cms.RecipientInfo.load(genuine.dump())
-    decoy.chosen["encrypted_key"] = os.urandom(256)
-    info["content"]["recipient_infos"] = [cms.RecipientInfo.load(decoy.dump()) for _ in range(20)] + [genuine]
+    # RecipientInfos is a SET OF: DER sorts it by encoding, so the decoys' keys start with zero bytes to sort
+    # before the genuine one (whose first 8 bytes are all zero with probability 2^-64).
+    decoys = []
+    for _ in range(20):
+        decoy.chosen["encrypted_key"] = bytes(8) + os.urandom(248)
+        decoys.append(cms.RecipientInfo.load(decoy.dump(True)))
+    info["content"]["recipient_infos"] = [*decoys, genuine]
     crafted = info.dump(True)
     calls = []
     original = envelope._recover_cek
