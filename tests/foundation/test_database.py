@@ -44,7 +44,7 @@ async def test_naive_datetime_refused(db: Database) -> None:
         await connection.run_sync(table.metadata.create_all)
     with pytest.raises(Exception, match="naive datetime"):
         async with db.transaction() as session:
-            await session.execute(table.insert().values(id=1, at=datetime(2026, 1, 1)))  # noqa: DTZ001
+            await session.execute(table.insert().values(id=1, at=datetime(2026, 1, 1)))
 
 
 async def test_failed_transaction_writes_nothing(db: Database) -> None:
