@@ -48,6 +48,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from carnet import bootstrap
+    from carnet.directory import commands as directory_commands
     from carnet.pki import commands as pki_commands
     from carnet.pki.smime import commands as smime_commands
 
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     bootstrap.register(sub)
     pki_commands.register(sub)
     smime_commands.register(sub)
+    directory_commands.register(sub)
+    directory_commands.register_trust(sub)
     return parser
 
 

@@ -152,7 +152,9 @@ class KeyVault:
             raise SealedKeyError(
                 f"sealed key of {owner!r} does not open: wrong key-encryption secret, wrong owner or altered blob"
             ) from None
-        key = serialization.load_der_private_key(plaintext, password=None)
+        # The blob is authenticated (AES-GCM under our KEK) and was made by seal() from a key cryptography
+        # generated: re-validating the RSA key (~100 ms for RSA-3072) on every open would only cost time.
+        key = serialization.load_der_private_key(plaintext, password=None, unsafe_skip_rsa_key_validation=True)
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise SealedKeyError(f"sealed key of {owner!r} is of an unsupported type")
         return key
