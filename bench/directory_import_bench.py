@@ -59,27 +59,7 @@ def generate(rows: int, seed: int = 7) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cache_issuers() -> None:
-    """What-if: keep each CA's opened key in memory instead of re-opening it for every certificate.
-
-    ``carnet.pki.authority.load_issuer`` decrypts and re-parses the RSA-3072 CA key on every ``issue`` call, and
-    parsing validates the RSA key (~100 ms). This patch (bench only, ``--cache-issuers``) shows the rate once that is
-    avoided; certificates are still issued one by one, each with its own key, by the same code.
-    """
-    original = authority.load_issuer
-    cache: dict[str, object] = {}
-
-    async def cached(db: Database, settings: object, name: str) -> object:
-        if name not in cache:
-            cache[name] = await original(db, settings, name)  # type: ignore[arg-type]
-        return cache[name]
-
-    authority.load_issuer = cached  # type: ignore[assignment]
-
-
 async def run(args: argparse.Namespace) -> int:
-    if args.cache_issuers:
-        cache_issuers()
     workdir = Path(tempfile.mkdtemp(prefix="carnet-bench-"))
     pg_name = None
     if args.database_url:
@@ -99,9 +79,8 @@ async def run(args: argparse.Namespace) -> int:
         await authority.init_hierarchy(db, settings)
         document = generate(args.rows)
         backend = "PostgreSQL" if pg_name else "SQLite"
-        what_if = ", CA keys cached (what-if)" if args.cache_issuers else ""
         print(f"{args.rows} rows, key type {args.key_type}, {args.jobs} parallel issuances, {backend}, "
-              f"{os.cpu_count()} CPUs{what_if}")
+              f"{os.cpu_count()} CPUs")
         with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
             task = bar.add_task("import", total=args.rows)
             started = time.perf_counter()
@@ -136,8 +115,6 @@ def main() -> int:
     parser.add_argument("--key-type", default="p256", choices=("p256", "rsa2048", "rsa3072"))
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--database-url", help="PostgreSQL server URL (a database is created and dropped)")
-    parser.add_argument("--cache-issuers", action="store_true",
-                        help="what-if: open each CA key once instead of once per certificate (see cache_issuers)")
     return asyncio.run(run(parser.parse_args()))
 
 
