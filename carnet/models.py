@@ -2,6 +2,7 @@
 
 from carnet.db import Base
 from carnet.directory import models as _directory_models  # noqa: F401  (registers the tables)
+from carnet.mailbox import models as _mailbox_models  # noqa: F401  (registers the tables)
 from carnet.pki import models as _pki_models  # noqa: F401  (registers the tables)
 
 metadata = Base.metadata
