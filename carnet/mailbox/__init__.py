@@ -11,7 +11,8 @@ The store (:class:`~carnet.mailbox.store.MailStore`, contract in :mod:`carnet.ma
 - FETCH data derived once at delivery (:mod:`~carnet.mailbox.analysis`): ENVELOPE, BODYSTRUCTURE and BODY in IMAP
   syntax, the MIME part map with byte offsets (RFC 2045-2047, RFC 5322), decoded text for SEARCH;
 - SEARCH evaluated in SQL without re-parsing (:mod:`~carnet.mailbox.search`);
-- transactional, idempotent delivery inside the MTA's transaction (:meth:`~carnet.mailbox.store.MailStore.deliver_in`);
+- transactional, idempotent delivery inside the MTA's transaction, batched
+  (:meth:`~carnet.mailbox.store.MailStore.deliver_many`);
 - change notifications to every watching session, across processes through PostgreSQL LISTEN/NOTIFY
   (:mod:`~carnet.mailbox.notify`).
 
@@ -25,6 +26,7 @@ from carnet.mailbox.api import (
     AppendResult,
     Changes,
     CopyResult,
+    Delivery,
     FlagUpdate,
     FolderChange,
     FolderExists,
@@ -52,6 +54,7 @@ __all__ = [
     "AppendResult",
     "Changes",
     "CopyResult",
+    "Delivery",
     "FlagUpdate",
     "FolderChange",
     "FolderExists",

@@ -367,10 +367,14 @@ def nstring(value: str | bytes | None) -> bytes:
     return imap_string(data)
 
 
+#: Octets a quoted string cannot carry (8-bit, CR, LF): such a string is sent as a literal.
+_NOT_QUOTABLE = re.compile(rb"[\x7f-\xff\r\n]")
+
+
 def imap_string(data: bytes) -> bytes:
     data = data.replace(b"\x00", b"")
     escapes = data.count(b'"') + data.count(b"\\")
-    if any(byte > 0x7E or byte in (0x0A, 0x0D) for byte in data) or escapes > 8:
+    if escapes > 8 or _NOT_QUOTABLE.search(data):
         return b"{%d}\r\n%s" % (len(data), data)
     return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
@@ -723,6 +727,17 @@ def _first_mailbox(header: _Header) -> tuple[str, str]:
 # Entry point ---------------------------------------------------------------------------------------------------
 
 
+def _storable(text: str) -> str:
+    """Text every backend's text columns accept: no NUL (PostgreSQL refuses it), no lone surrogates."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def analyse(raw: bytes) -> Analysis:
     """Analyse a message once at delivery; never raises (malformed MIME degrades to text/plain)."""
     try:
@@ -748,7 +763,7 @@ def _analyse(raw: bytes, *, degrade: bool) -> Analysis:
     sent_date, sent_day = _sent_date(header)
     from_name, from_address = _first_mailbox(header)
     search_fields = [
-        (name[:200], decode_words(value)[:MAX_SEARCH_VALUE].casefold())
+        (_storable(name[:200]), _storable(decode_words(value)[:MAX_SEARCH_VALUE].casefold()))
         for name, value in header.fields[:MAX_SEARCH_FIELDS]
     ]
     message_id = header.get("message-id")
@@ -757,14 +772,14 @@ def _analyse(raw: bytes, *, degrade: bool) -> Analysis:
         bodystructure=_body(raw, root, True),
         body=_body(raw, root, False),
         parts=parts,
-        subject=decode_words(header.get("subject") or "")[:1000],
-        from_name=from_name[:500],
-        from_address=from_address[:500],
+        subject=_storable(decode_words(header.get("subject") or "")[:1000]),
+        from_name=_storable(from_name[:500]),
+        from_address=_storable(from_address[:500]),
         sent_date=sent_date,
         sent_day=sent_day,
-        message_id=_undo_surrogates(message_id)[:1000] if message_id else None,
+        message_id=_storable(_undo_surrogates(message_id)[:1000]) if message_id else None,
         has_attachments=collector.attachments,
         header_fields=search_fields,
-        body_text="\n".join(collector.chunks).casefold(),
+        body_text=_storable("\n".join(collector.chunks).casefold()),
         degraded=degrade,
     )

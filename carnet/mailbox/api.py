@@ -162,6 +162,20 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message for one mailbox, for :meth:`carnet.mailbox.store.MailStore.deliver_many` (SMTP delivery).
+
+    ``delivery_key`` makes it idempotent per mailbox (the MTA uses the message's key); ``signature`` is the
+    gateway's verification result, kept with the message."""
+
+    mailbox_id: int
+    raw: bytes
+    delivery_key: str
+    folder: str = "INBOX"
+    signature: dict[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CopyResult:
     """COPYUID / MOVE data (RFC 4315 §3): source UIDs and the UIDs they got in the destination, in order."""
 

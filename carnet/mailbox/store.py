@@ -10,9 +10,8 @@ How it stays correct with several processes on one PostgreSQL database (and seve
   database write lock at once, waiting up to ``busy_timeout``, so no transaction upgrades a stale read snapshot).
   UIDNEXT, HIGHESTMODSEQ and the counters are then read and written under that lock: UIDs are strictly ascending
   and never reused (RFC 9051 §2.3.1.1), MODSEQs strictly ascending per folder (RFC 7162 §3.1). Writes touching two
-  folders lock them in id order; the account row (quota) is always locked last. (An MTA transaction delivering to
-  several mailboxes should do so in ascending mailbox id order; PostgreSQL resolves any other order by aborting one
-  transaction, which the MTA retries.)
+  folders lock them in id order; the account row (quota) is always locked last. (SMTP delivery goes through
+  :meth:`MailStore.deliver_many`, which locks all the folders of a batch in id order, then their accounts.)
 - **Counters in the folder row** (messages, unseen, \\Deleted, octets, UIDNEXT, HIGHESTMODSEQ) are updated in the
   transaction of every change, so SELECT/STATUS/:meth:`MailStore.get_folder` read one row whatever the folder size.
 - **Blobs in the database, content-addressed.** A raw message is stored once (``mbx_blobs``, SHA-256 key) with its
@@ -47,6 +46,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Row,
@@ -61,12 +61,13 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from carnet.db import Database, utcnow
 from carnet.mailbox import analysis as analysis_module
@@ -76,6 +77,7 @@ from carnet.mailbox.api import (
     AppendResult,
     Changes,
     CopyResult,
+    Delivery,
     FlagUpdate,
     FolderChange,
     FolderExists,
@@ -236,6 +238,33 @@ def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
 _FOLDER_COLUMNS = (F.c.id, F.c.mailbox_id, F.c.name, F.c.uidvalidity, F.c.uidnext, F.c.highestmodseq,
                    F.c.messages, F.c.unseen, F.c.deleted, F.c.size)
 
+# Statements of the write path, built once (building a statement costs about as much as running a small one).
+
+#: Lock a folder by name and count ``n`` new messages in it: their UIDs and MODSEQs end at the returned values.
+_ALLOCATE = update(F).where(F.c.mailbox_id == bindparam("f_mailbox"), F.c.name == bindparam("f_name")).values(
+    uidnext=F.c.uidnext + bindparam("n", type_=Integer), highestmodseq=F.c.highestmodseq + bindparam("n"),
+    messages=F.c.messages + bindparam("n"), unseen=F.c.unseen + bindparam("n_unseen", type_=Integer),
+    deleted=F.c.deleted + bindparam("n_deleted", type_=Integer), size=F.c.size + bindparam("octets", type_=BigInteger),
+).returning(*_FOLDER_COLUMNS)
+#: Write a locked folder's counters back (executemany).
+_SAVE = update(F).where(F.c.id == bindparam("folder")).values(
+    uidnext=bindparam("new_uidnext"), highestmodseq=bindparam("new_modseq"), messages=bindparam("new_messages"),
+    unseen=bindparam("new_unseen"), deleted=bindparam("new_deleted"), size=bindparam("new_size"))
+#: Charge an account, unless that would exceed its quota (then no row comes back).
+_CHARGE = (update(A).where(A.c.mailbox_id == bindparam("account"),
+                           A.c.used + bindparam("octets", type_=BigInteger)
+                           <= func.coalesce(A.c.quota_limit, bindparam("default_quota", type_=BigInteger)))
+           .values(used=A.c.used + bindparam("octets")).returning(A.c.used))
+#: Add to (or, negative, take from) an account's usage unconditionally (executemany).
+_ADD_USED = update(A).where(A.c.mailbox_id == bindparam("account")).values(
+    used=A.c.used + bindparam("octets", type_=BigInteger))
+_DELIVERED = select(K.c.mailbox_id, K.c.key).where(K.c.key.in_(bindparam("keys", expanding=True)),
+                                                   K.c.mailbox_id.in_(bindparam("accounts", expanding=True)))
+_KNOWN_BLOBS = select(B.c.id).where(B.c.id.in_(bindparam("ids", expanding=True)))
+_INSERT_MESSAGES = insert(M)
+_INSERT_ANALYSES = insert(AN)
+_INSERT_HEADER_FIELDS = insert(H)
+
 
 @dataclass(slots=True)
 class _Locked:
@@ -252,17 +281,33 @@ class _Locked:
     deleted: int
     size: int
     before: tuple[int, int] = (0, 0)
+    #: (uidnext, highestmodseq, messages, unseen, deleted, size) as the database has them in this transaction.
+    written: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, row: Row[Any]) -> _Locked:
         locked = cls(row.id, row.mailbox_id, row.name, row.uidvalidity, row.uidnext, row.highestmodseq,
                      row.messages, row.unseen, row.deleted, row.size)
         locked.before = (row.highestmodseq, row.uidnext)
+        locked.written = locked.counters()
         return locked
+
+    def counters(self) -> tuple[int, ...]:
+        return (self.uidnext, self.highestmodseq, self.messages, self.unseen, self.deleted, self.size)
 
     def next_modseq(self) -> int:
         self.highestmodseq += 1
         return self.highestmodseq
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A delivery of a batch being written (:meth:`MailStore.deliver_many`)."""
+
+    index: int
+    delivery: Delivery
+    folder: str
+    blob_id: str = ""
 
 
 class MailStore:
@@ -277,6 +322,12 @@ class MailStore:
             dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.notifier = Notifier(self.dialect, dsn, self._load_change)
         self._flag_sets: dict[tuple[Any, ...], frozenset[str]] = {}
+        upsert = self._insert(B)
+        self._upsert_blobs = upsert.on_conflict_do_update(
+            index_elements=[B.c.id], set_={"refcount": B.c.refcount + upsert.excluded.refcount},
+        ).returning(B.c.id, B.c.refcount)
+        self._record_keys = (self._insert(K).on_conflict_do_nothing(index_elements=[K.c.mailbox_id, K.c.key])
+                             .returning(K.c.mailbox_id, K.c.key))
 
     async def close(self) -> None:
         """Stop the change listener and end every watch (the database stays open: it is the caller's)."""
@@ -571,56 +622,52 @@ class MailStore:
 
     # Appending and delivering --------------------------------------------------------------------------------
 
-    async def _prepare(self, session: AsyncSession | None, raw: bytes) -> tuple[str, analysis_module.Analysis | None]:
-        """The blob id of ``raw`` and its analysis, unless the blob is already stored (then it has one)."""
-        if len(raw) > MAX_MESSAGE_SIZE:
-            raise MessageTooLarge(f"message of {len(raw)} octets is above the limit of {MAX_MESSAGE_SIZE}")
-        blob_id = hashlib.sha256(raw).hexdigest()
-        statement = select(exists().where(B.c.id == blob_id))
-        if session is None:
-            async with self.db.session() as own:
-                known = (await own.execute(statement)).scalar()
-        else:
-            known = (await session.execute(statement)).scalar()
-        if known:
-            return blob_id, None
-        return blob_id, await self._analyse(raw)
-
     @staticmethod
     async def _analyse(raw: bytes) -> analysis_module.Analysis:
         if len(raw) > THREADED_ANALYSIS:
             return await asyncio.to_thread(analysis_module.analyse, raw)
         return analysis_module.analyse(raw)
 
-    async def _reference_blob(self, session: AsyncSession, blob_id: str, raw: bytes,
-                              analysis: analysis_module.Analysis | None) -> None:
-        """Count one more reference to the blob, storing it (and its analysis) if it is new.
+    async def _known_blobs(self, connection: AsyncConnection, blob_ids: Collection[str]) -> set[str]:
+        known: set[str] = set()
+        for chunk in _chunks(sorted(blob_ids)):
+            known.update((await connection.execute(_KNOWN_BLOBS, {"ids": chunk})).scalars())
+        return known
 
-        ``analysis`` is None when the blob was found stored: then a plain increment is tried first. Otherwise (or if
-        it was deleted meanwhile) an upsert stores it; a concurrent transaction storing the same octets makes it an
-        increment instead (PostgreSQL waits for that transaction, then updates or inserts accordingly)."""
-        if analysis is None:
-            bumped = await session.execute(update(B).where(B.c.id == blob_id).values(refcount=B.c.refcount + 1)
-                                           .returning(B.c.refcount))
-            if bumped.first() is not None:
-                return
-        statement = self._insert(B).values(id=blob_id, size=len(raw), refcount=1, created_at=utcnow(), data=raw)
-        statement = statement.on_conflict_do_update(index_elements=[B.c.id],
-                                                    set_={"refcount": B.c.refcount + 1}).returning(B.c.refcount)
-        if (await session.execute(statement)).scalar_one() != 1:
-            return  # a concurrent transaction stored it first
-        if analysis is None:
-            analysis = await self._analyse(raw)
-        await session.execute(insert(AN).values(
-            blob_id=blob_id, version=analysis_module.ANALYSIS_VERSION, envelope=analysis.envelope,
-            bodystructure=analysis.bodystructure, body=analysis.body, subject=analysis.subject,
-            from_name=analysis.from_name, from_address=analysis.from_address, sent_date=analysis.sent_date,
-            sent_day=analysis.sent_day, message_id=analysis.message_id, has_attachments=analysis.has_attachments,
-            parts=[_part_json(part) for part in analysis.parts], body_text=analysis.body_text))
-        if analysis.header_fields:
-            await session.execute(insert(H), [
-                {"blob_id": blob_id, "position": position, "name": name, "value": value}
-                for position, (name, value) in enumerate(analysis.header_fields)])
+    async def _store_blobs(self, connection: AsyncConnection, references: Counter[str], raws: dict[str, bytes],
+                           analyses: dict[str, analysis_module.Analysis]) -> None:
+        """Add ``references[blob]`` references to each blob, storing the new ones with their analyses.
+
+        One upsert for every blob (in id order, so two transactions never wait on each other's blobs crosswise): a
+        stored blob gets its refcount raised, a new one is inserted; the refcount it returns tells them apart (a
+        stored blob has at least one reference: the transaction dropping the last one deletes it). A concurrent
+        transaction storing the same octets makes it an increment (PostgreSQL waits for that transaction first).
+        ``analyses`` holds the analysis of blobs believed new; a blob deleted meanwhile is analysed here."""
+        if not references:
+            return
+        now = utcnow()
+        rows = [{"id": blob_id, "size": len(raws[blob_id]), "refcount": count, "created_at": now,
+                 "data": raws[blob_id]} for blob_id, count in sorted(references.items())]
+        new = [blob_id for blob_id, refcount in (await connection.execute(self._upsert_blobs, rows)).all()
+               if refcount == references[blob_id]]
+        if not new:
+            return
+        analysis_rows: list[dict[str, Any]] = []
+        header_rows: list[dict[str, Any]] = []
+        for blob_id in new:
+            analysis = analyses.get(blob_id) or await self._analyse(raws[blob_id])
+            analysis_rows.append({
+                "blob_id": blob_id, "version": analysis_module.ANALYSIS_VERSION, "envelope": analysis.envelope,
+                "bodystructure": analysis.bodystructure, "body": analysis.body, "subject": analysis.subject,
+                "from_name": analysis.from_name, "from_address": analysis.from_address,
+                "sent_date": analysis.sent_date, "sent_day": analysis.sent_day, "message_id": analysis.message_id,
+                "has_attachments": analysis.has_attachments,
+                "parts": [_part_json(part) for part in analysis.parts], "body_text": analysis.body_text})
+            header_rows.extend({"blob_id": blob_id, "position": position, "name": name, "value": value}
+                               for position, (name, value) in enumerate(analysis.header_fields))
+        await connection.execute(_INSERT_ANALYSES, analysis_rows)
+        if header_rows:
+            await connection.execute(_INSERT_HEADER_FIELDS, header_rows)
 
     async def _release_blobs(self, session: AsyncSession, references: Counter[str]) -> None:
         """Drop references; delete blobs (and their analyses) nobody references any more."""
@@ -637,34 +684,6 @@ class MailStore:
                 await session.execute(delete(AN).where(AN.c.blob_id.in_(dead)))
                 await session.execute(delete(B).where(B.c.id.in_(dead)))
 
-    async def _append_locked(
-        self, session: AsyncSession, folder: _Locked, raw: bytes, blob_id: str,
-        analysis: analysis_module.Analysis | None, system: set[str], keywords: list[str],
-        internal_date: datetime | None, signature: dict[str, object] | None, origin: str, *, charge: bool = True,
-    ) -> AppendResult:
-        if charge:
-            await self._charge(session, folder.mailbox_id, len(raw))
-        await self._reference_blob(session, blob_id, raw, analysis)
-        uid = folder.uidnext
-        modseq = folder.next_modseq()
-        when = (internal_date or datetime.now(UTC)).replace(microsecond=0)
-        if when.tzinfo is None:
-            raise StoreError("the internal date must carry a time zone")
-        seen, deleted = "\\Seen" in system, "\\Deleted" in system
-        await session.execute(insert(M).values(
-            folder_id=folder.id, uid=uid, modseq=modseq, seen=seen, answered="\\Answered" in system,
-            flagged="\\Flagged" in system, deleted=deleted, draft="\\Draft" in system,
-            keywords=_keywords_text(keywords), internal_date=when, size=len(raw), blob_id=blob_id,
-            signature=signature))
-        folder.uidnext = uid + 1
-        folder.messages += 1
-        folder.unseen += not seen
-        folder.deleted += deleted
-        folder.size += len(raw)
-        await self._save(session, folder)
-        await self._stage(session, folder, added=[uid], origin=origin)
-        return AppendResult(folder.id, folder.uidvalidity, uid, modseq)
-
     async def append(
         self,
         mailbox_id: int,
@@ -677,14 +696,66 @@ class MailStore:
         origin: str = "",
     ) -> AppendResult:
         """APPEND (RFC 9051 §6.3.12): store one message, analysed once here. Raises NoSuchFolder, QuotaExceeded,
-        MessageTooLarge, InvalidFlag, InvalidFolderName; a refused APPEND writes nothing."""
+        MessageTooLarge, InvalidFlag, InvalidFolderName; a refused APPEND writes nothing.
+
+        One transaction of five statements: the folder row is locked by the ``UPDATE`` that takes the UID and
+        MODSEQ and counts the message (a refusal after it rolls everything back), then the quota, the blob upsert
+        (with its analysis when new), the message row."""
         name = normalize_folder_name(folder)
         system, keywords = parse_flags(flags)
-        blob_id, analysis = await self._prepare(None, raw)
+        if len(raw) > MAX_MESSAGE_SIZE:
+            raise MessageTooLarge(f"message of {len(raw)} octets is above the limit of {MAX_MESSAGE_SIZE}")
+        when = (internal_date or datetime.now(UTC)).replace(microsecond=0)
+        if when.tzinfo is None:
+            raise StoreError("the internal date must carry a time zone")
+        blob_id = hashlib.sha256(raw).hexdigest()
+        analyses: dict[str, analysis_module.Analysis] = {}
+        if len(raw) <= THREADED_ANALYSIS:
+            analyses[blob_id] = analysis_module.analyse(raw)  # cheaper than asking whether the blob is stored
+        else:
+            async with self.db.session() as own:
+                if not await self._known_blobs(await own.connection(), [blob_id]):
+                    analyses[blob_id] = await self._analyse(raw)
+        seen, deleted = "\\Seen" in system, "\\Deleted" in system
         async with self.db.transaction() as session:
-            locked = await self._lock_name(session, mailbox_id, name)
-            return await self._append_locked(session, locked, raw, blob_id, analysis, system, keywords,
-                                             internal_date, signature, origin)
+            connection = await session.connection()
+            locked = await self._allocate(connection, mailbox_id, name, messages=1, unseen=int(not seen),
+                                          deleted=int(deleted), octets=len(raw))
+            if locked is None:
+                raise NoSuchFolder(f"folder {name!r} does not exist")
+            charge = {"account": mailbox_id, "octets": len(raw), "default_quota": self.default_quota}
+            if (await connection.execute(_CHARGE, charge)).first() is None:
+                raise QuotaExceeded("the mailbox is over its storage quota")
+            await self._store_blobs(connection, Counter({blob_id: 1}), {blob_id: raw}, analyses)
+            uid, modseq = locked.uidnext, locked.next_modseq()
+            await connection.execute(_INSERT_MESSAGES, [{
+                "folder_id": locked.id, "uid": uid, "modseq": modseq, "seen": seen,
+                "answered": "\\Answered" in system, "flagged": "\\Flagged" in system, "deleted": deleted,
+                "draft": "\\Draft" in system, "keywords": _keywords_text(keywords), "internal_date": when,
+                "size": len(raw), "blob_id": blob_id, "signature": signature}])
+            locked.uidnext, locked.messages = uid + 1, locked.messages + 1
+            locked.unseen, locked.deleted, locked.size = (locked.unseen + (not seen), locked.deleted + deleted,
+                                                          locked.size + len(raw))
+            await self._stage(session, locked, added=[uid], origin=origin)
+        return AppendResult(locked.id, locked.uidvalidity, uid, modseq)
+
+    @staticmethod
+    async def _allocate(connection: AsyncConnection, mailbox_id: int, name: str, *, messages: int, unseen: int,
+                        deleted: int, octets: int) -> _Locked | None:
+        """Lock a folder and count ``messages`` new messages in it, with one ``UPDATE … RETURNING`` (None: no such
+        folder). The result holds the folder as it was before (the new messages' UIDs start at its ``uidnext``,
+        their MODSEQs after its ``highestmodseq``); ``written`` holds what the database now has."""
+        row = (await connection.execute(_ALLOCATE, {
+            "f_mailbox": mailbox_id, "f_name": name, "n": messages, "n_unseen": unseen, "n_deleted": deleted,
+            "octets": octets})).one_or_none()
+        if row is None:
+            return None
+        locked = _Locked(row.id, row.mailbox_id, row.name, row.uidvalidity, row.uidnext - messages,
+                         row.highestmodseq - messages, row.messages - messages, row.unseen - unseen,
+                         row.deleted - deleted, row.size - octets)
+        locked.before = (locked.highestmodseq, locked.uidnext)
+        locked.written = (row.uidnext, row.highestmodseq, row.messages, row.unseen, row.deleted, row.size)
+        return locked
 
     async def deliver_in(
         self,
@@ -696,32 +767,219 @@ class MailStore:
         signature: dict[str, object] | None = None,
         delivery_key: str,
     ) -> AppendResult | None:
-        """Deliver inside the caller's open transaction (the MTA commits message, deliveries and queue entries once).
+        """One delivery inside the caller's open transaction: :meth:`deliver_many` of one, its refusal raised.
 
-        Idempotent by ``(mailbox_id, delivery_key)``: a key already delivered returns None and writes nothing (keys
-        are kept after the message is expunged or moved, until :meth:`prune_delivery_keys`). Creates the account and
-        its default folders on first delivery. Raises NoSuchFolder, QuotaExceeded, MessageTooLarge before writing
-        anything else, so the caller's transaction stays usable (e.g. to refuse one recipient and deliver to the
-        others). Two transactions delivering the same key at once: the second fails on the key's primary key
-        (IntegrityError, its transaction must be retried) — it never stores a second copy. The FolderChange is
-        published after the caller's commit (a session ``after_commit`` hook; dropped on rollback). ``mailbox_id``
-        must be a directory mailbox (a foreign-key violation otherwise aborts the caller's transaction).
+        Returns None (writing nothing) when ``delivery_key`` was already delivered to the mailbox. Raises
+        NoSuchFolder, QuotaExceeded, MessageTooLarge, StoreError (bad key) having written nothing, so the caller's
+        transaction stays usable."""
+        [result] = await self.deliver_many(session, [Delivery(mailbox_id, raw, delivery_key, folder, signature)])
+        if isinstance(result, StoreError):
+            raise result
+        return result
+
+    async def deliver_many(
+        self, session: AsyncSession, deliveries: Sequence[Delivery],
+    ) -> list[AppendResult | StoreError | None]:
+        """Deliver a batch inside the caller's open transaction (the MTA's group commit: its messages, deliveries
+        and queue entries commit once). One result per delivery, in order:
+
+        - an :class:`AppendResult`: delivered (INBOX or ``folder``, no flags, internal date now);
+        - None: ``(mailbox_id, delivery_key)`` was already delivered (earlier, or earlier in this batch) — nothing
+          written. Keys are kept after the message is expunged or moved, until :meth:`prune_delivery_keys`;
+        - a :class:`StoreError` (NoSuchFolder, QuotaExceeded, MessageTooLarge, InvalidFolderName, a bad key): that
+          delivery was refused and nothing was written for it; the others are delivered and the caller's
+          transaction stays usable. Quota is checked per delivery in batch order, as successive deliveries would.
+
+        Creates the account and its default folders on a mailbox's first delivery; ``mailbox_id`` must be a
+        directory mailbox (a foreign-key violation otherwise aborts the caller's transaction).
+
+        The cost is per batch, not per message: each distinct message is analysed once (the same octets to N
+        mailboxes: one blob with N references); folders are locked in id order and each gets one range of UIDs and
+        MODSEQs and one counter update; account rows are locked last; keys, blobs, analyses and message rows are
+        written with one multi-row statement each. A key delivered by a concurrent transaction (PostgreSQL: it
+        waits for it) counts as already delivered. One FolderChange per folder is published after the caller's
+        commit (a session ``after_commit`` hook; dropped on rollback), with a NOTIFY on PostgreSQL.
         """
-        if not delivery_key or len(delivery_key) > 255:
-            raise StoreError("a delivery key has 1 to 255 characters")
-        name = normalize_folder_name(folder)
-        done = await session.execute(select(K.c.key).where(K.c.mailbox_id == mailbox_id, K.c.key == delivery_key))
-        if done.first() is not None:
-            return None
-        blob_id, analysis = await self._prepare(session, raw)
-        account = (await session.execute(select(A.c.mailbox_id).where(A.c.mailbox_id == mailbox_id))).first()
-        if account is None:
-            await self._ensure_account_in(session, mailbox_id)
-        locked = await self._lock_name(session, mailbox_id, name)
-        await self._charge(session, mailbox_id, len(raw))  # the last check: nothing is written if it fails
-        await session.execute(insert(K).values(mailbox_id=mailbox_id, key=delivery_key, created_at=utcnow()))
-        return await self._append_locked(session, locked, raw, blob_id, analysis, set(), [], None, signature, "",
-                                         charge=False)
+        results: list[AppendResult | StoreError | None] = [None] * len(deliveries)
+        first: dict[tuple[int, str], int] = {}
+        duplicates: list[tuple[int, int]] = []
+        todo: list[_Pending] = []
+        for index, delivery in enumerate(deliveries):
+            if not delivery.delivery_key or len(delivery.delivery_key) > 255:
+                results[index] = StoreError("a delivery key has 1 to 255 characters")
+                continue
+            if len(delivery.raw) > MAX_MESSAGE_SIZE:
+                results[index] = MessageTooLarge(
+                    f"message of {len(delivery.raw)} octets is above the limit of {MAX_MESSAGE_SIZE}")
+                continue
+            try:
+                name = normalize_folder_name(delivery.folder)
+            except InvalidFolderName as exc:
+                results[index] = exc
+                continue
+            pair = (delivery.mailbox_id, delivery.delivery_key)
+            if pair in first:
+                duplicates.append((index, first[pair]))
+                continue
+            first[pair] = index
+            todo.append(_Pending(index, delivery, name))
+        if todo:
+            await self._deliver(session, todo, results)
+        for index, original in duplicates:
+            outcome = results[original]
+            results[index] = outcome if isinstance(outcome, StoreError) else None
+        return results
+
+    async def _deliver(self, session: AsyncSession, todo: list[_Pending],
+                       results: list[AppendResult | StoreError | None]) -> None:
+        connection = await session.connection()
+        # Already delivered (a retried SMTP transaction, a queue retry): nothing to do for those.
+        done: set[tuple[int, str]] = set()
+        accounts = sorted({item.delivery.mailbox_id for item in todo})
+        for chunk in _chunks(sorted({item.delivery.delivery_key for item in todo})):
+            rows = await connection.execute(_DELIVERED, {"keys": chunk, "accounts": accounts})
+            done.update((row.mailbox_id, row.key) for row in rows)
+        todo = [item for item in todo if (item.delivery.mailbox_id, item.delivery.delivery_key) not in done]
+        if not todo:
+            return
+        # Analysis (CPU) before any lock, once per distinct message, skipped for stored ones.
+        raws: dict[str, bytes] = {}
+        for item in todo:
+            item.blob_id = hashlib.sha256(item.delivery.raw).hexdigest()
+            raws.setdefault(item.blob_id, item.delivery.raw)
+        known = await self._known_blobs(connection, raws)
+        analyses = {blob_id: await self._analyse(raw) for blob_id, raw in raws.items() if blob_id not in known}
+        # Folders, locked in id order (one folder: its UIDs, MODSEQs and counters taken at once, for every
+        # delivery; corrected below if some are refused); accounts created on first delivery.
+        folders = await self._lock_folders(connection, todo)
+        missing = sorted({(item.delivery.mailbox_id, item.folder) for item in todo} - folders.keys())
+        if missing:
+            mailbox_ids = sorted({mailbox_id for mailbox_id, _name in missing})
+            have = set((await connection.execute(select(A.c.mailbox_id).where(A.c.mailbox_id.in_(mailbox_ids))))
+                       .scalars())
+            created = [mailbox_id for mailbox_id in mailbox_ids if mailbox_id not in have]
+            for mailbox_id in created:
+                await self._ensure_account_in(session, mailbox_id)
+            if created:
+                folders.update(await self._lock_folders(connection, [
+                    item for item in todo if (item.delivery.mailbox_id, item.folder) in missing
+                    and item.delivery.mailbox_id in created]))
+        placed: list[_Pending] = []
+        for item in todo:
+            if (item.delivery.mailbox_id, item.folder) in folders:
+                placed.append(item)
+            else:
+                results[item.index] = NoSuchFolder(f"folder {item.folder!r} does not exist")
+        if not placed:
+            await self._save_folders(connection, folders.values())
+            return
+        # Quota, accounts locked last: each delivery charged in turn, refused when it would overflow.
+        accepted = await self._charge_batch(connection, placed, results)
+        # Delivery keys; one a concurrent transaction has just recorded is already delivered (its charge refunded).
+        now = utcnow()
+        recorded = {(row.mailbox_id, row.key) for row in await connection.execute(self._record_keys, [
+            {"mailbox_id": item.delivery.mailbox_id, "key": item.delivery.delivery_key, "created_at": now}
+            for item in accepted])} if accepted else set()
+        refunds = Counter[int]()
+        for item in accepted:
+            if (item.delivery.mailbox_id, item.delivery.delivery_key) not in recorded:
+                refunds[item.delivery.mailbox_id] -= len(item.delivery.raw)
+        if refunds:
+            await connection.execute(_ADD_USED, [{"account": account, "octets": octets}
+                                                 for account, octets in sorted(refunds.items())])
+            accepted = [item for item in accepted
+                        if (item.delivery.mailbox_id, item.delivery.delivery_key) in recorded]
+        await self._store_blobs(connection, Counter(item.blob_id for item in accepted), raws, analyses)
+        # Messages: UIDs and MODSEQs taken in batch order, counters written once per folder.
+        when = datetime.now(UTC).replace(microsecond=0)
+        rows: list[dict[str, Any]] = []
+        added: dict[int, list[int]] = {}
+        for item in accepted:
+            folder = folders[(item.delivery.mailbox_id, item.folder)]
+            uid = folder.uidnext
+            folder.uidnext += 1
+            modseq = folder.next_modseq()
+            folder.messages += 1
+            folder.unseen += 1
+            folder.size += len(item.delivery.raw)
+            added.setdefault(folder.id, []).append(uid)
+            rows.append({"folder_id": folder.id, "uid": uid, "modseq": modseq, "seen": False, "answered": False,
+                         "flagged": False, "deleted": False, "draft": False, "keywords": "", "internal_date": when,
+                         "size": len(item.delivery.raw), "blob_id": item.blob_id,
+                         "signature": item.delivery.signature})
+            results[item.index] = AppendResult(folder.id, folder.uidvalidity, uid, modseq)
+        if rows:
+            await connection.execute(_INSERT_MESSAGES, rows)
+        await self._save_folders(connection, folders.values())
+        for folder in sorted(folders.values(), key=lambda folder: folder.id):
+            if folder.id in added:
+                await self._stage(session, folder, added=added[folder.id])
+
+    async def _lock_folders(self, connection: AsyncConnection, items: Sequence[_Pending]) -> dict[tuple[int, str],
+                                                                                                    _Locked]:
+        """Lock the folders the deliveries go to, in id order (absent ones are left out).
+
+        One folder: :meth:`_allocate` takes the UIDs, MODSEQs and counters of every delivery at once. Several:
+        SQLite locks them with one ``UPDATE … RETURNING`` (its first write takes the database's write lock, see the
+        module docstring); PostgreSQL with ``SELECT … ORDER BY id FOR NO KEY UPDATE``, which locks the rows in id
+        order (the lock an ``UPDATE`` takes; the message rows' foreign keys only need KEY SHARE)."""
+        pairs = sorted({(item.delivery.mailbox_id, item.folder) for item in items})
+        if len(pairs) == 1:
+            [(mailbox_id, name)] = pairs
+            locked = await self._allocate(connection, mailbox_id, name, messages=len(items), unseen=len(items),
+                                          deleted=0, octets=sum(len(item.delivery.raw) for item in items))
+            return {} if locked is None else {(mailbox_id, name): locked}
+        folders: dict[tuple[int, str], _Locked] = {}
+        for chunk in _chunks(pairs):
+            condition = tuple_(F.c.mailbox_id, F.c.name).in_(list(chunk))
+            if self.dialect == "postgresql":
+                statement: Any = (select(*_FOLDER_COLUMNS).where(condition).order_by(F.c.id)
+                                  .with_for_update(key_share=True))
+            else:
+                statement = update(F).where(condition).values(uidnext=F.c.uidnext).returning(*_FOLDER_COLUMNS)
+            for row in await connection.execute(statement):
+                folders[(row.mailbox_id, row.name)] = _Locked.of(row)
+        return folders
+
+    @staticmethod
+    async def _save_folders(connection: AsyncConnection, folders: Iterable[_Locked]) -> None:
+        """Write back the counters of locked folders that differ from what the database has."""
+        changed = [{"folder": folder.id, "new_uidnext": folder.uidnext, "new_modseq": folder.highestmodseq,
+                    "new_messages": folder.messages, "new_unseen": folder.unseen, "new_deleted": folder.deleted,
+                    "new_size": folder.size}
+                   for folder in sorted(folders, key=lambda folder: folder.id) if folder.counters() != folder.written]
+        if changed:
+            await connection.execute(_SAVE, changed)
+
+    async def _charge_batch(self, connection: AsyncConnection, items: list[_Pending],
+                            results: list[AppendResult | StoreError | None]) -> list[_Pending]:
+        """Charge the deliveries to their accounts (locked in id order); the ones that would overflow a quota are
+        refused (in ``results``), each checked in turn as successive deliveries would be. One account whose quota
+        takes the whole batch: one conditional ``UPDATE``."""
+        accounts = sorted({item.delivery.mailbox_id for item in items})
+        if len(accounts) == 1:
+            charge = {"account": accounts[0], "octets": sum(len(item.delivery.raw) for item in items),
+                      "default_quota": self.default_quota}
+            if (await connection.execute(_CHARGE, charge)).first() is not None:
+                return items
+        statement = (select(A.c.mailbox_id, A.c.used, A.c.quota_limit).where(A.c.mailbox_id.in_(accounts))
+                     .order_by(A.c.mailbox_id).with_for_update(key_share=True))
+        room = {row.mailbox_id: (row.quota_limit if row.quota_limit is not None else self.default_quota) - row.used
+                for row in await connection.execute(statement)}
+        accepted: list[_Pending] = []
+        charges = Counter[int]()
+        for item in items:
+            size = len(item.delivery.raw)
+            if size > room[item.delivery.mailbox_id]:
+                results[item.index] = QuotaExceeded("the mailbox is over its storage quota")
+                continue
+            room[item.delivery.mailbox_id] -= size
+            charges[item.delivery.mailbox_id] += size
+            accepted.append(item)
+        if charges:
+            await connection.execute(_ADD_USED, [{"account": account, "octets": octets}
+                                                 for account, octets in sorted(charges.items())])
+        return accepted
 
     async def prune_delivery_keys(self, older_than: datetime) -> int:
         """Forget delivery keys recorded before ``older_than`` (once the MTA can no longer retry them)."""

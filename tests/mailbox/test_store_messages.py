@@ -2,6 +2,7 @@
 blob sharing, and UID allocation under concurrency."""
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from datetime import date as date_
@@ -19,6 +20,7 @@ from carnet.mailbox.api import (
     NoSuchFolder,
     NoSuchMessage,
     QuotaExceeded,
+    SearchKey,
     StoreError,
 )
 from carnet.mailbox.store import MAX_MESSAGE_SIZE, MailStore
@@ -381,3 +383,21 @@ async def test_counters_match_the_rows(db: Database, store: MailStore, account: 
     assert folder.unseen == sum(1 for row in rows if not row.seen)
     assert folder.deleted == sum(1 for row in rows if row.deleted)
     assert folder.size == sum(row.size for row in rows) == (await store.quota(account))[0] == used
+
+
+async def test_nul_bytes_and_undecodable_headers_are_stored(store: MailStore, account: int) -> None:
+    """PostgreSQL text columns refuse NUL: a NUL in a body or a header, raw or base64, must not refuse the mail."""
+    raw = (
+        b"From: =?utf-8?b?" + base64.b64encode(b"Nul\x00Name") + b"?= <nul@carnet.test>\r\n"
+        b"Subject: zero\x00byte \xff\xfe\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nvisible\x00text\r\n"
+        b"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(b"\x00\x00 zeros then words") + b"\r\n--b--\r\n"
+    )
+    result = await store.append(account, "INBOX", raw)
+    assert await store.raw((await store.summaries(result.folder_id, [result.uid]))[0].blob_id) == raw
+    [summary] = await store.summaries(result.folder_id, [result.uid])
+    assert "\x00" not in summary.subject and summary.subject.startswith("zero")
+    assert await store.search(result.folder_id, SearchKey("body", value="zeros then")) == [result.uid]
+    assert await store.search(result.folder_id, SearchKey("body", value="visibletext")) == [result.uid]
