@@ -26,10 +26,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.add_argument("--revision", default="head")
     up.set_defaults(handler=cmd_db_upgrade)
 
-    demo = sub.add_parser("demo", help="initialise a demo domain, print what it holds and serve its PKI")
+    demo = sub.add_parser("demo", help="initialise a demo platform, print how to use it and serve it (carnet serve)")
     add_common_options(demo)
     demo.add_argument("--domain", help="the demo mail domain (default from settings)")
-    demo.add_argument("--no-serve", action="store_true", help="print and exit instead of serving /pki/")
+    demo.add_argument("--no-serve", action="store_true", help="print and exit instead of serving")
     demo.set_defaults(handler=cmd_demo)
 
 
@@ -63,19 +63,90 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from carnet.pki.demo import create_demo
+DEMO_PASSWORD = "demo-password"  # noqa: S105  (printed for the demo; also in the README)
 
+
+async def create_demo_platform(settings: Settings) -> list[str]:
+    """The demo directory (once): an organisation with its secretariat and lab mailboxes, two professionals, a
+    patient, all with the password :data:`DEMO_PASSWORD`; returns printable lines (never key material)."""
+    from datetime import date
+
+    from carnet.directory import auth, mailboxes
+    from carnet.directory.identifiers import ins_key, luhn_check_digit
+    from carnet.directory.records import OrganisationInput, PatientInput, ProfessionalInput
+    from carnet.pki.authority import settings_for_hierarchy
+
+    db = Database(settings.sqlalchemy_url)
+    try:
+        settings = await settings_for_hierarchy(db, settings)
+        domain = settings.domain
+
+        def luhn(stem: str) -> str:
+            return stem + str(luhn_check_digit(stem))
+
+        finess = luhn("42000123")
+        nir = "2850575056042"
+        nir += f"{ins_key(nir):02d}"
+        lines = [f"Demo platform of {domain} (password of every mailbox: {DEMO_PASSWORD}):"]
+        if await mailboxes.lookup_mailbox(db, f"anne.martin@{domain}") is None:
+            organisation = OrganisationInput("FINESS", finess, "Clinique de demonstration", "1 rue de la Paix", "42000",
+                                             "Saint-Etienne")
+            await mailboxes.add_organisation(db, settings, organisation)
+            secretariat = await mailboxes.add_service(db, settings, "1" + finess, "Secretariat de cardiologie",
+                                                      local_part="secretariat.cardiologie")
+            await mailboxes.add_service(db, settings, "1" + finess, "Laboratoire", local_part="laboratoire")
+            anne = await mailboxes.add_professional(
+                db, settings, ProfessionalInput("RPPS", luhn("1000123456"), "Anne", "Martin", "10", "SM04",
+                                                ["1" + finess]))
+            await mailboxes.add_professional(
+                db, settings, ProfessionalInput("RPPS", luhn("1000765432"), "Jean", "Dupont", "10", None, []))
+            await mailboxes.add_patient(
+                db, settings, PatientInput(nir, "Durand", "Camille", date(1985, 7, 5), "F", "75056"))
+            await mailboxes.grant_send_as(db, secretariat.address, anne.address)
+            for info in await mailboxes.list_mailboxes(db):
+                await auth.set_password(db, info.address, DEMO_PASSWORD)
+        for info in await mailboxes.list_mailboxes(db):
+            lines.append(f"  {info.address:<48} {info.kind.value:<4} {info.display_name}")
+    finally:
+        await db.close()
+    return lines
+
+
+def demo_instructions(settings: Settings) -> list[str]:
+    from carnet.pki.authority import ca_bundle_path
+
+    listen = settings.listen
+    lab = next((n.sender for n in settings.mta.trusted_networks), "laboratoire")
+    lab = lab if "@" in lab else f"{lab}@{settings.domain}"
+    return [
+        f"SMTP submission  {listen.smtp_submission} (STARTTLS) and {listen.smtp_submissions} (TLS), AUTH PLAIN/LOGIN",
+        f"IMAP             {listen.imap} (STARTTLS) and {listen.imaps} (TLS)",
+        f"Trusted network  {listen.smtp_trusted}: loopback clients send without AUTH as {lab}",
+        f"Relay            {listen.smtp_relay} (operators of the trust space, mutual TLS)",
+        f"HTTP             serving CRLs, CA certificates and OCSP on http://{listen.http}/pki/ and the directory on "
+        f"http://{listen.http}/directory/",
+        f"TLS: the servers present a certificate for {settings.domain}; trust {ca_bundle_path(settings)} in your mail "
+        "client (the CA file) and connect by that name (add it to /etc/hosts for 127.0.0.1 if it does not resolve).",
+        "S/MIME in your mail client (optional: carnet signs for you): carnet pki export-p12 "
+        f"--data {settings.data_dir} --email ADDRESS -o ADDRESS.p12 --password-stdin",
+    ]
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     _created, lines = asyncio.run(initialise(settings))
     for line in lines:
         print(line)
-    for line in asyncio.run(create_demo(settings)):
+    for line in asyncio.run(create_demo_platform(settings)):
+        print(line)
+    for line in demo_instructions(settings):
         print(line)
     if args.no_serve:
         return 0
-    from carnet.pki.http import serve
+    from carnet.serve import serve
 
-    host, _, port = settings.listen.http.rpartition(":")
-    print(f"serving CRLs, CA certificates and OCSP on http://{settings.listen.http}/pki/ (Ctrl-C stops)")
-    serve(settings, host=host, port=int(port))
+    print("Serving (Ctrl-C or SIGTERM stops)...", flush=True)
+    try:
+        asyncio.run(serve(settings, announce=lambda line: print(line, flush=True)))
+    except KeyboardInterrupt:
+        return 130
     return 0

@@ -47,7 +47,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from carnet import bootstrap
+    from carnet import bootstrap, serve
     from carnet.directory import commands as directory_commands
     from carnet.pki import commands as pki_commands
     from carnet.pki.smime import commands as smime_commands
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     smime_commands.register(sub)
     directory_commands.register(sub)
     directory_commands.register_trust(sub)
+    serve.register(sub)
     return parser
 
 

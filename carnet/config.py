@@ -10,8 +10,10 @@ Nothing is read at import time: call :func:`load_settings`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +52,107 @@ class PkiSettings(BaseModel):
     revocation_hard_fail: bool = True
 
 
+class TrustedNetwork(BaseModel):
+    """A client network allowed to inject mail without AUTH (a lab system, a hospital information system).
+
+    Everything it sends goes out as ``sender`` — an organisation (ORG/CAB) or app (APP) mailbox, given as its address
+    or as a local part of our domain — and is signed with that mailbox's key.
+    """
+
+    network: str
+    sender: str
+
+    @field_validator("network")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+
+
+class MtaLimits(BaseModel):
+    """Limits every SMTP listener enforces (RFC 5321 §4.5.3.1 gives the minimums a server must accept)."""
+
+    #: Largest message (SIZE, RFC 1870), octets.
+    max_message_size: int = Field(default=20 * 1024 * 1024, ge=64 * 1024)
+    #: Recipients per transaction (RFC 5321 §4.5.3.1.8: at least 100 must be accepted).
+    max_recipients: int = Field(default=100, ge=1)
+    #: Octets of the top-level header block.
+    max_header_size: int = Field(default=64 * 1024, ge=4096)
+    #: MIME nesting depth (multipart and message/rfc822 levels).
+    max_mime_depth: int = Field(default=16, ge=1)
+    #: MIME parts in the whole message.
+    max_mime_parts: int = Field(default=500, ge=1)
+    #: Transactions per connection before 421 (0 = unlimited).
+    max_transactions_per_session: int = Field(default=10_000, ge=0)
+
+
+InboundAction = Literal["accept", "reject", "defer"]
+
+
+def _default_inbound_policy() -> dict[str, InboundAction]:
+    policy: dict[str, InboundAction] = dict.fromkeys(
+        (
+            "unsigned",
+            "bad_signature",
+            "tampered",
+            "untrusted",
+            "expired",
+            "not_yet_valid",
+            "revoked",
+            "wrong_usage",
+            "from_mismatch",
+            "malformed",
+            "decrypt_failed",
+        ),
+        "reject",
+    )
+    policy["valid"] = "accept"
+    policy["revocation_unknown"] = "defer"
+    return policy
+
+
+def _default_trusted_networks() -> list[TrustedNetwork]:
+    return [
+        TrustedNetwork(network="127.0.0.0/8", sender="laboratoire"),
+        TrustedNetwork(network="::1/128", sender="laboratoire"),
+    ]
+
+
+def _default_retry_schedule() -> list[timedelta]:
+    minutes = (1, 5, 15, 30, 60, 120, 240)
+    return [timedelta(minutes=m) for m in minutes]
+
+
+class MtaSettings(BaseModel):
+    """The MTA (:mod:`carnet.mta`): trusted networks, routing, the outbound queue, limits and inbound policy."""
+
+    #: Name in the SMTP greeting, EHLO and Received fields; empty: the mail domain.
+    hostname: str = ""
+    #: Networks of the trusted-network listener (``listen.smtp_trusted``), each bound to the mailbox it sends as.
+    trusted_networks: list[TrustedNetwork] = Field(default_factory=_default_trusted_networks)
+    #: Static routes ``{domain: "host:port"}``, consulted before the trust space's relay endpoints and DNS MX.
+    transport_map: dict[str, str] = Field(default_factory=dict)
+    #: How long a message stays in the outbound queue before a failure DSN (RFC 5321 §4.5.4.1: 4-5 days).
+    queue_lifetime: timedelta = timedelta(days=5)
+    #: Delays between delivery attempts; the last one repeats until the lifetime is over.
+    retry_schedule: list[timedelta] = Field(default_factory=_default_retry_schedule, min_length=1)
+    #: A "delayed" DSN (RFC 3464 action=delayed) once a recipient has waited this long.
+    delay_dsn_after: timedelta = timedelta(hours=4)
+    #: Seconds between two looks at the queue when idle.
+    queue_poll_interval: float = Field(default=1.0, gt=0)
+    #: Parallel outbound SMTP transactions per process.
+    queue_concurrency: int = Field(default=8, ge=1)
+    #: Seconds to connect to / wait for a peer's SMTP answer.
+    smtp_timeout: float = Field(default=60.0, gt=0)
+    #: Per status of the S/MIME check of relayed mail: accept, reject (5.7.x) or defer (4.7.x). Keys are
+    #: :class:`carnet.pki.smime.Status` values, plus ``revocation_unknown`` (chain fine, revocation not established).
+    inbound_policy: dict[str, InboundAction] = Field(default_factory=_default_inbound_policy)
+    #: Send a signed "processed" MDN when a delivered message asks for one (RFC 8098).
+    automatic_mdn: bool = True
+    #: Up to this many SMTP transactions are committed together (group commit).
+    group_commit_size: int = Field(default=64, ge=1)
+    limits: MtaLimits = Field(default_factory=MtaLimits)
+
+
 class Settings(BaseSettings):
     """Every setting carnet reads. One instance per process, passed explicitly."""
 
@@ -72,6 +175,7 @@ class Settings(BaseSettings):
     test_mode: bool = False
     listen: Listeners = Field(default_factory=Listeners)
     pki: PkiSettings = Field(default_factory=PkiSettings)
+    mta: MtaSettings = Field(default_factory=MtaSettings)
     config_file: Path | None = None
 
     @field_validator("domain")
