@@ -40,7 +40,7 @@ trap cleanup EXIT
 
 cd "$WORK"
 "$CARNET" demo --no-serve > demo.log
-"$CARNET" serve --log-level WARNING > serve.log 2>&1 &
+PYTHONUNBUFFERED=1 "$CARNET" serve --log-level WARNING > serve.log 2>&1 &
 SERVER=$!
 for worker in $(seq 2 "${CARNET_BENCH_WORKERS:-1}"); do
   CARNET_LISTEN__HTTP= CARNET_LISTEN__IMAP= CARNET_LISTEN__IMAPS= "$CARNET" serve --log-level WARNING \
@@ -48,23 +48,32 @@ for worker in $(seq 2 "${CARNET_BENCH_WORKERS:-1}"); do
   EXTRA+=($!)
 done
 TRUSTED_PORT=${CARNET_LISTEN__SMTP_TRUSTED##*:}
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$TRUSTED_PORT") 2>/dev/null && break
+# Ready when it says so ("carnet serving …", after every listener and worker started): the SMTP ports are bound
+# earlier, while IMAP, HTTP and the queue runner are still starting.
+for _ in $(seq 300); do
+  grep -q "^carnet serving" serve.log && break
+  kill -0 "$SERVER" 2>/dev/null || { cat serve.log >&2; exit 1; }
   sleep 0.1
 done
 
+# The counter starts (imports, database, mailbox lookup) before the clock does, then waits for smtp-source to finish
+# and polls: its own start-up is not counted as the server's time.
 cat > count.py <<'PY'
-import asyncio, sys, time
+import asyncio, os, sys, time
 from carnet.config import load_settings
 from carnet.db import Database
 from carnet.directory.mailboxes import lookup_mailbox
 from carnet.mailbox.store import MailStore
 
-async def main(expected: int, deadline: float) -> None:
+async def main(expected: int, timeout: float) -> None:
     settings = load_settings()
     db = Database(settings.sqlalchemy_url)
     store = MailStore(db)
     mailbox = await lookup_mailbox(db, f"jean.dupont@{settings.domain}")
+    open("counter.ready", "w").close()
+    while not os.path.exists("sent.flag"):
+        await asyncio.sleep(0.01)
+    deadline = time.monotonic() + timeout
     count = 0
     while time.monotonic() < deadline:
         try:
@@ -73,20 +82,26 @@ async def main(expected: int, deadline: float) -> None:
             count = 0
         if count >= expected:
             break
-        await asyncio.sleep(0.05)
-    print(count)
+        await asyncio.sleep(0.02)
+    print(count, f"{time.time():.6f}")
     await store.close()
     await db.close()
 
-asyncio.run(main(int(sys.argv[1]), time.monotonic() + float(sys.argv[2])))
+asyncio.run(main(int(sys.argv[1]), float(sys.argv[2])))
 PY
+
+"$PY" count.py "$MESSAGES" 600 > counted.txt &
+COUNTER=$!
+EXTRA+=("$COUNTER")  # stopped by cleanup if smtp-source fails
+for _ in $(seq 600); do [[ -e counter.ready ]] && break; sleep 0.05; done
 
 START=$(date +%s.%N)
 smtp-source -d -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -f "laboratoire@bench.test" -t "jean.dupont@bench.test" \
   "127.0.0.1:$TRUSTED_PORT"
 SENT=$(date +%s.%N)
-STORED=$("$PY" count.py "$MESSAGES" 600)
-END=$(date +%s.%N)
+touch sent.flag
+wait "$COUNTER"
+read -r STORED END < counted.txt
 
 cat > verify.py <<'PY'
 import asyncio, random, subprocess, sys

@@ -131,6 +131,11 @@ class MtaSettings(BaseModel):
     trusted_networks: list[TrustedNetwork] = Field(default_factory=_default_trusted_networks)
     #: Static routes ``{domain: "host:port"}``, consulted before the trust space's relay endpoints and DNS MX.
     transport_map: dict[str, str] = Field(default_factory=dict)
+    #: DNS servers asked for MX and address records (``"ip"`` or ``"ip:port"``, ``"[ipv6]:port"``); empty: the
+    #: system's resolver (``/etc/resolv.conf``).
+    dns_servers: list[str] = Field(default_factory=list)
+    #: Port of the MX hosts (RFC 5321 §5.1: 25); another value is only useful for tests.
+    mx_port: int = Field(default=25, ge=1, le=65535)
     #: How long a message stays in the outbound queue before a failure DSN (RFC 5321 §4.5.4.1: 4-5 days).
     queue_lifetime: timedelta = timedelta(days=5)
     #: Delays between delivery attempts; the last one repeats until the lifetime is over.
@@ -151,6 +156,30 @@ class MtaSettings(BaseModel):
     #: Up to this many SMTP transactions are committed together (group commit).
     group_commit_size: int = Field(default=64, ge=1)
     limits: MtaLimits = Field(default_factory=MtaLimits)
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns_servers(cls, values: list[str]) -> list[str]:
+        for value in values:
+            split_dns_server(value)
+        return values
+
+
+def split_dns_server(value: str) -> tuple[str, int]:
+    """``"192.0.2.1"``, ``"192.0.2.1:5353"``, ``"[2001:db8::1]:5353"`` → (IP address, port)."""
+    host, port = value.strip(), "53"
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif host.count(":") == 1:
+        host, _, port = host.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"DNS server {value!r} must be an IP address, optionally with :port") from None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"DNS server {value!r}: bad port")
+    return host, int(port)
 
 
 class Settings(BaseSettings):

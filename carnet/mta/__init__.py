@@ -14,8 +14,8 @@ Implemented, one module per concern, in the order a message goes through them:
 - :mod:`.router` — local mailbox, brick or queue, all committed in one transaction before ``250`` (group commit);
 - :mod:`.bricks` — the extension point of the DMP, agenda and catalogue;
 - :mod:`.queue`, :mod:`.delivery` — the outbound queue in the database (``FOR UPDATE SKIP LOCKED``), delivery over
-  mutually authenticated TLS to the trust space's relays, static transport map or DNS MX (RFC 5321 §5.1, dnspython
-  when installed), retries with back-off;
+  mutually authenticated TLS to the trust space's relays, static transport map or DNS MX (RFC 5321 §5.1, RFC 7505,
+  dnspython), retries with back-off;
 - :mod:`.dsn` (RFC 3464, RFC 6522), :mod:`.mdn` (RFC 8098);
 - :mod:`.store`, :mod:`.models` — the MTA's tables (queue, correspondents).
 

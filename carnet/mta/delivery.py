@@ -5,8 +5,12 @@ Routes for a domain (:func:`targets`), first match wins:
 1. ``mta.transport_map`` — ``{domain: "host:port"}``, the TLS name checked being the domain;
 2. the trust space's relay endpoints of the domain's operator (:func:`carnet.directory.trustspace.operator_for`),
    the TLS name checked being the domain (the peer's server certificate names its domains);
-3. DNS MX records (RFC 5321 §5.1, dnspython when installed), port 25, the TLS name checked being the MX host;
-4. the domain itself, port 25 (the implicit MX).
+3. DNS MX records (RFC 5321 §5.1, dnspython; ``mta.dns_servers`` or the system's resolver), by preference, each
+   MX host's A then AAAA addresses, port ``mta.mx_port`` (25), the TLS name checked being the MX host;
+4. no MX record: the domain itself (the implicit MX, RFC 5321 §5.1), its A and AAAA addresses.
+
+A domain that does not exist (NXDOMAIN), has a null MX (RFC 7505) or no address at all is a permanent failure; a DNS
+lookup that fails (timeout, SERVFAIL) a temporary one (:class:`DeliveryError` from :func:`targets`).
 
 The client (:func:`send`) speaks ESMTP (RFC 5321) and requires STARTTLS (RFC 3207): a peer that does not offer it,
 or whose certificate does not validate against the CAs of the recipient's operator (never the system store), gets
@@ -19,12 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from carnet.config import Settings
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.resolver
+
+from carnet.config import MtaSettings, Settings, split_dns_server
 from carnet.db import Database
 
 log = logging.getLogger(__name__)
@@ -53,9 +63,11 @@ class Target:
     host: str
     port: int
     server_name: str
+    #: The IP address to connect to, when DNS was asked here (MX); empty: ``host`` is resolved by the system.
+    address: str = ""
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}[{self.address}]:{self.port}" if self.address else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +81,8 @@ class OutRecipient:
 
 
 async def targets(db: Database, settings: Settings, domain: str) -> list[Target]:
-    """Where to connect for ``domain`` (see the module docstring)."""
+    """Where to connect for ``domain`` (see the module docstring); raises :class:`DeliveryError` when DNS says
+    nowhere (permanent) or could not say (temporary)."""
     static = settings.mta.transport_map.get(domain)
     if static:
         host, _, port = static.rpartition(":")
@@ -83,27 +96,59 @@ async def targets(db: Database, settings: Settings, domain: str) -> list[Target]
             host, _, port = endpoint.rpartition(":")
             out.append(Target(host.strip("[]"), int(port), domain))
         return out
-    return await _mx_targets(domain)
+    return await _mx_targets(domain, settings.mta)
 
 
-async def _mx_targets(domain: str) -> list[Target]:
+#: Seconds for one DNS lookup (every server of the resolver and its retries included).
+DNS_LIFETIME = 10.0
+
+
+@functools.lru_cache(maxsize=4)
+def _resolver(servers: tuple[str, ...]) -> dns.asyncresolver.Resolver:
+    """The resolver for ``mta.dns_servers`` (built once per process); none configured: the system's."""
+    if not servers:
+        return dns.asyncresolver.get_default_resolver()
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = [dns.nameserver.Do53Nameserver(*split_dns_server(server)) for server in servers]
+    return resolver
+
+
+async def _mx_targets(domain: str, mta: MtaSettings) -> list[Target]:
+    """RFC 5321 §5.1: the MX hosts by preference (no MX: the domain itself), each with its addresses."""
+    resolver = _resolver(tuple(mta.dns_servers))
     try:
-        import dns.asyncresolver
-        import dns.exception
-        import dns.resolver
-    except ImportError:  # dnspython not installed: the implicit MX only
-        return [Target(domain, 25, domain)]
-    try:
-        answer = await dns.asyncresolver.resolve(domain, "MX", lifetime=10)
+        answer = await resolver.resolve(domain, "MX", lifetime=DNS_LIFETIME)
     except dns.resolver.NXDOMAIN:
-        return []
-    except (dns.resolver.NoAnswer, dns.exception.DNSException):
-        return [Target(domain, 25, domain)]
-    records = sorted(answer, key=lambda r: r.preference)  # type: ignore[attr-defined]
-    hosts = [str(r.exchange).rstrip(".") for r in records]  # type: ignore[attr-defined]
-    if hosts == [""]:  # RFC 7505 null MX: the domain accepts no mail
-        return []
-    return [Target(host, 25, host) for host in hosts]
+        raise DeliveryError(0, f"5.1.2 {domain} does not exist (NXDOMAIN)", permanent=True, stage="dns") from None
+    except dns.resolver.NoAnswer:
+        hosts, implicit = [domain], True
+    except dns.exception.DNSException as exc:
+        raise DeliveryError(0, f"4.4.3 MX lookup of {domain} failed: {exc}", permanent=False, stage="dns") from None
+    else:
+        records = sorted(answer, key=lambda r: r.preference)  # type: ignore[attr-defined]
+        hosts, implicit = [str(r.exchange).rstrip(".").lower() for r in records], False  # type: ignore[attr-defined]
+        if "" in hosts:  # RFC 7505 null MX: the domain accepts no mail
+            raise DeliveryError(0, f"5.1.10 {domain} accepts no mail (null MX, RFC 7505)", permanent=True, stage="dns")
+    out: list[Target] = []
+    failures: list[str] = []
+    for host in hosts:
+        for rdtype in ("A", "AAAA"):
+            try:
+                addresses = await resolver.resolve(host, rdtype, lifetime=DNS_LIFETIME)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                continue
+            except dns.exception.DNSException as exc:
+                failures.append(f"{rdtype} of {host}: {exc}")
+                continue
+            out.extend(Target(host, mta.mx_port, host, record.address) for record in addresses)  # type: ignore[attr-defined]
+    if out:
+        return out
+    if failures:
+        raise DeliveryError(0, f"4.4.3 address lookup failed: {'; '.join(failures)}", permanent=False, stage="dns")
+    if implicit:
+        raise DeliveryError(0, f"5.1.2 {domain} has no MX and no address", permanent=True, stage="dns")
+    raise DeliveryError(0, f"5.4.4 no MX host of {domain} has an address ({', '.join(hosts)})", permanent=True,
+                        stage="dns")
 
 
 # TLS ----------------------------------------------------------------------------------------------------------------
@@ -205,7 +250,9 @@ async def send(
     """One SMTP transaction over STARTTLS; returns each recipient's (code, text): 250 for accepted. Raises
     :class:`DeliveryError` when the transaction as a whole failed (connection, TLS, MAIL or DATA)."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port), reply_timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(target.address or target.host, target.port), reply_timeout
+        )
     except (OSError, TimeoutError) as exc:
         raise DeliveryError(0, f"cannot connect to {target}: {exc}", permanent=False, stage="connect") from None
     connection = _Connection(reader, writer, reply_timeout)

@@ -67,6 +67,10 @@ REFRESH_SECONDS: Final = 300.0
 REFETCH_SECONDS: Final = 10.0
 CRL_TIMEOUT: Final = 10.0
 _CARNET_CA_NAMES: Final = ("root", "persons", "organisations", "servers")
+_NO_INTEGRITY: Final = (
+    "no integrity protection: relayed encrypted with {algorithm} (EnvelopedData); the ciphertext could have been "
+    "altered without detection (RFC 8551 §2.7 recommends AuthEnvelopedData with AES-GCM)"
+)
 
 
 class GatewayRefusal(Exception):
@@ -341,6 +345,8 @@ class Gateway:
             result.encrypted = True
             result.encryption_algorithm = decryption[0]
             result.integrity_protected = result.integrity_protected and decryption[1]
+            if not decryption[1]:
+                result.warnings.append(_NO_INTEGRITY.format(algorithm=decryption[0]))
         report = report_type(result.content)
         result.content = b""
         return Opened(stored, result, report)

@@ -89,6 +89,20 @@ def get(header: bytes, name: str) -> str | None:
     return values[0] if values else None
 
 
+def index(header: bytes) -> dict[str, list[bytes]]:
+    """The raw fields of a header block by lower-case name, in order: one parse for several lookups."""
+    out: dict[str, list[bytes]] = {}
+    for name, raw in fields(header):
+        out.setdefault(name, []).append(raw)
+    return out
+
+
+def first(indexed: dict[str, list[bytes]], name: str) -> str | None:
+    """:func:`get` on an :func:`index`."""
+    raws = indexed.get(name.lower())
+    return field_value(raws[0]) if raws else None
+
+
 def remove(raw: bytes, names: Iterable[str]) -> bytes:
     """The message without the top-level header fields named ``names`` (case-insensitive); body untouched."""
     wanted = {n.lower() for n in names}

@@ -149,14 +149,17 @@ class QueueRunner:
             else:
                 anchors = await trust_anchors(self.db, self.settings)
                 ca_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in anchors)
+            error: delivery.DeliveryError | None = None
+            try:
+                targets = await delivery.targets(self.db, self.settings, domain)
+            except delivery.DeliveryError as exc:  # DNS: the domain has no address, or the lookup failed
+                targets, error = [], exc
+            if not targets and error is None:
+                error = delivery.DeliveryError(0, f"5.1.2 {domain} accepts no mail", permanent=True)
             cert, key = await self._client_paths()
             context = delivery.client_context(ca_pem, cert, key)  # type: ignore[arg-type]
-            data = self.gateway.encrypt(message.raw, certificates, legacy=legacy)
+            data = self.gateway.encrypt(message.raw, certificates, legacy=legacy) if targets else b""
             recipients = [delivery.OutRecipient(e.recipient, e.notify, e.orcpt) for e in sendable]
-            targets = await delivery.targets(self.db, self.settings, domain)
-            error: delivery.DeliveryError | None = None
-            if not targets:
-                error = delivery.DeliveryError(0, f"5.1.2 {domain} accepts no mail (no MX)", permanent=True)
             for target in targets:
                 try:
                     results = await delivery.send(

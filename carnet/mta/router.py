@@ -426,10 +426,16 @@ class Router:
 
     async def _outbound(self, envelope: Envelope, data: bytes, key: str) -> Plan:
         owned = [headers.SIGNATURE_FIELD, "return-path"]
-        if headers.get_all(headers.split_message(data)[0], headers.MSS_NIL_FIELD) not in ([], [headers.MSS_NIL]):
+        header, _ = headers.split_message(data)
+        found = headers.index(header)  # the header parsed once for every lookup below
+        nil = [headers.field_value(raw_field) for raw_field in found.get(headers.MSS_NIL_FIELD.lower(), [])]
+        if nil not in ([], [headers.MSS_NIL]):
             owned.append(headers.MSS_NIL_FIELD)  # a value other than ours (removed only then: bytes stay as sent)
-        raw = headers.remove(data, owned)
-        header, _ = headers.split_message(raw)
+        raw = data
+        if any(name.lower() in found for name in owned):
+            raw = headers.remove(data, owned)
+            header, _ = headers.split_message(raw)
+            found = headers.index(header)
         try:
             from_address = sender_address(header)
         except BindingError as exc:
@@ -440,17 +446,17 @@ class Router:
         if author is None or not author.active:
             raise GatewayRefusal(550, "5.7.1", f"{from_address} is not an active mailbox")
         added: list[tuple[str, str]] = []
-        if headers.get(header, "message-id") is None:
+        if headers.first(found, "message-id") is None:
             added.append(("Message-ID", headers.new_message_id(self.settings.domain)))  # RFC 6409 §8.3
-        if headers.get(header, "date") is None:
+        if headers.first(found, "date") is None:
             added.append(("Date", headers.date_now()))  # RFC 6409 §8.2
-        if headers.get(header, headers.MSS_NIL_FIELD) is None:
+        if headers.first(found, headers.MSS_NIL_FIELD) is None:
             added.append((headers.MSS_NIL_FIELD, headers.MSS_NIL))
         raw = headers.prepend(raw, added)
         outbound = await self.gateway.outbound(raw, author, from_address)
         signed = headers.prepend(outbound.raw, [self._received(envelope, key)])
         signature = outbound.signature or outbound.result.to_dict()
-        closes = policy.closes_exchange(headers.get(header, headers.MSS_MES_FIELD))
+        closes = policy.closes_exchange(headers.first(found, headers.MSS_MES_FIELD))
         plan = Plan(key)
         remote: list[store.NewEntry] = []
         for recipient in envelope.recipients:
@@ -472,7 +478,7 @@ class Router:
                 plan.correspondents.append((route.mailbox.id, from_address, closes))
             await self._add_mdn(plan, header, outbound.report, envelope, route.mailbox, recipient)
         if remote:
-            message_id = headers.get(header, "message-id") or next((v for n, v in added if n == "Message-ID"), "")
+            message_id = headers.first(found, "message-id") or next((v for n, v in added if n == "Message-ID"), "")
             plan.queue.append(
                 QueueItem(
                     key,

@@ -16,9 +16,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from carnet.config import Listeners, Settings
 from carnet.db import Database
-from carnet.directory import auth, mailboxes
+from carnet.directory import auth, mailboxes, trustspace
 from carnet.directory.identifiers import ins_key, luhn_check_digit
 from carnet.directory.records import MailboxInfo, OrganisationInput, PatientInput, ProfessionalInput
 from carnet.pki import authority
@@ -224,6 +226,41 @@ async def running_platform(
         running.stop.set()
         await asyncio.wait_for(task, 30)
         await db.close()
+
+
+async def publication(platform: Platform) -> tuple[bytes, bytes]:
+    """The whitelist and trust bundle of an instance, fetched over HTTPS with its CA pinned (the out-of-band step)."""
+    url = f"https://127.0.0.1:{platform.ports['http']}"
+    context = ssl.create_default_context(cafile=str(platform.ca_file))
+    async with httpx.AsyncClient(base_url=url, verify=context) as client:
+        sni = {"sni_hostname": platform.settings.domain}
+        xml = await client.get("/trust/liste-blanche.xml", extensions=sni)
+        bundle = await client.get("/trust/bundle.p7b", extensions=sni)
+    assert xml.status_code == bundle.status_code == 200
+    return xml.content, bundle.content
+
+
+async def trust(importer: Platform, peer: Platform, **changes: Any) -> trustspace.OperatorInfo:
+    """``importer`` trusts ``peer`` from its publication; ``changes`` then amend the operator entry (e.g.
+    ``relay_endpoints=()`` to route by DNS MX, ``legacy_crypto=True``)."""
+    xml, bundle = await publication(peer)
+    await trustspace.import_peer(importer.db, importer.settings, xml, bundle)
+    operator = await trustspace.operator_for(importer.db, peer.settings.domain)
+    assert operator is not None
+    if changes:
+        values: dict[str, Any] = {
+            "name": operator.name,
+            "ca_bundle": operator.ca_bundle_pem,
+            "relay_endpoints": operator.relay_endpoints,
+            "directory_url": operator.directory_url,
+            "legacy_crypto": operator.legacy_crypto,
+        }
+        operator = await trustspace.add_operator(
+            importer.db, importer.settings, domain=operator.domain, source=operator.source, **{**values, **changes}
+        )
+    await importer.running.smtp.refresh_trust()
+    await importer.running.gateway.trust_changed()
+    return operator
 
 
 def text_message(

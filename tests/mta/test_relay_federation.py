@@ -11,7 +11,6 @@ import ssl
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from mtahelp import (
     Platform,
@@ -23,9 +22,8 @@ from mtahelp import (
     running_platform,
     submit,
     text_message,
+    trust,
 )
-
-from carnet.directory import trustspace
 
 FAST = {
     "retry_schedule": [timedelta(seconds=0.5)],
@@ -34,25 +32,6 @@ FAST = {
     "delay_dsn_after": timedelta(seconds=2),
     "smtp_timeout": 10.0,
 }
-
-
-async def publication(platform: Platform) -> tuple[bytes, bytes]:
-    """The whitelist and trust bundle of an instance, fetched over HTTPS with its CA pinned (the out-of-band step)."""
-    url = f"https://127.0.0.1:{platform.ports['http']}"
-    context = ssl.create_default_context(cafile=str(platform.ca_file))
-    async with httpx.AsyncClient(base_url=url, verify=context) as client:
-        sni = {"sni_hostname": platform.settings.domain}
-        xml = await client.get("/trust/liste-blanche.xml", extensions=sni)
-        bundle = await client.get("/trust/bundle.p7b", extensions=sni)
-    assert xml.status_code == bundle.status_code == 200
-    return xml.content, bundle.content
-
-
-async def trust(importer: Platform, peer: Platform) -> None:
-    xml, bundle = await publication(peer)
-    await trustspace.import_peer(importer.db, importer.settings, xml, bundle)
-    await importer.running.smtp.refresh_trust()
-    await importer.running.gateway.trust_changed()
 
 
 async def test_two_operators_exchange_mail_and_a_stranger_is_refused(db_url: str, tmp_path: Path) -> None:
