@@ -3,15 +3,13 @@ blob for a message to several mailboxes, per-delivery refusals (quota, folder, s
 delivered, one notification per folder, and UID allocation when two processes deliver into one folder at once."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import date
 
 import pytest
 from sqlalchemy import func, select, text
+from storehelp import new_mailbox
 
 from carnet.config import async_url
-from carnet.db import Database, utcnow
-from carnet.directory.models import Mailbox, Patient
+from carnet.db import Database
 from carnet.mailbox import models
 from carnet.mailbox.api import (
     AppendResult,
@@ -24,35 +22,10 @@ from carnet.mailbox.api import (
 from carnet.mailbox.store import MAX_MESSAGE_SIZE, MailStore
 
 
-async def new_mailbox(db: Database, n: int) -> int:
-    """A directory mailbox (patient kind) written directly: the store only needs its id."""
-    async with db.transaction() as session:
-        patient = Patient(ins=f"{n:015d}", ins_oid="1.2.250.1.213.1.4.10", birth_name="Durand", first_names="Léa",
-                          birth_date=date(1985, 5, 17), sex="F", birthplace_code="75056", identity_status="VALI",
-                          created_at=utcnow())
-        session.add(patient)
-        await session.flush()
-        mailbox = Mailbox(address=f"patient{n}@carnet.test", kind="PAT", display_name="Léa Durand",
-                          display_key="lea durand", patient_id=patient.id, red_list=False, certificate_serial="01",
-                          created_at=utcnow())
-        session.add(mailbox)
-        await session.flush()
-        return mailbox.id
-
-
 def message(n: int, padding: int = 0) -> bytes:
     return (b"From: Laboratoire <labo@carnet.test>\r\nTo: lea@carnet.test\r\nSubject: Resultat %d\r\n"
             b"Message-ID: <%d@carnet.test>\r\nDate: Mon, 2 Mar 2026 10:00:00 +0100\r\n\r\nBody %d\r\n%s"
             % (n, n, n, b"x" * padding))
-
-
-@pytest.fixture
-async def store(db: Database) -> AsyncIterator[MailStore]:
-    mail_store = MailStore(db)
-    try:
-        yield mail_store
-    finally:
-        await mail_store.close()
 
 
 async def count(db: Database, table: str) -> int:

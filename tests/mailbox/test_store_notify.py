@@ -5,53 +5,18 @@ import asyncio
 import sys
 import textwrap
 from collections.abc import AsyncIterator
-from datetime import date
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from carnet.config import async_url
-from carnet.db import Database, utcnow
-from carnet.directory.models import Mailbox, Patient
+from carnet.db import Database
 from carnet.mailbox import notify
 from carnet.mailbox.api import FolderChange, MessageState
 from carnet.mailbox.store import MailStore
 
-
-async def new_mailbox(db: Database, n: int) -> int:
-    """A directory mailbox (patient kind) written directly: the store only needs its id."""
-    async with db.transaction() as session:
-        patient = Patient(ins=f"{n:015d}", ins_oid="1.2.250.1.213.1.4.10", birth_name="Durand", first_names="Léa",
-                          birth_date=date(1985, 5, 17), sex="F", birthplace_code="75056", identity_status="VALI",
-                          created_at=utcnow())
-        session.add(patient)
-        await session.flush()
-        mailbox = Mailbox(address=f"patient{n}@carnet.test", kind="PAT", display_name="Léa Durand",
-                          display_key="lea durand", patient_id=patient.id, red_list=False, certificate_serial="01",
-                          created_at=utcnow())
-        session.add(mailbox)
-        await session.flush()
-        return mailbox.id
-
-
 MESSAGE = b"From: a@example.fr\r\nSubject: hello\r\n\r\nbody\r\n"
-
-
-@pytest.fixture
-async def store(db: Database) -> AsyncIterator[MailStore]:
-    mail_store = MailStore(db)
-    try:
-        yield mail_store
-    finally:
-        await mail_store.close()
-
-
-@pytest.fixture
-async def account(db: Database, store: MailStore) -> int:
-    mailbox_id = await new_mailbox(db, 1)
-    await store.ensure_account(mailbox_id)
-    return mailbox_id
 
 
 @pytest.fixture

@@ -4,29 +4,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
 import pytest
+from storehelp import new_mailbox
 
-from carnet.db import Database, utcnow
-from carnet.directory.models import Mailbox, Patient
+from carnet.db import Database
 from carnet.mailbox.api import NoSuchFolder, SearchKey, UidRange
 from carnet.mailbox.search import InvalidSearch
 from carnet.mailbox.store import MailStore
-
-
-async def new_mailbox(db: Database, n: int) -> int:
-    """A directory mailbox (patient kind) written directly: the store only needs its id."""
-    async with db.transaction() as session:
-        patient = Patient(ins=f"{n:015d}", ins_oid="1.2.250.1.213.1.4.10", birth_name="Durand", first_names="Léa",
-                          birth_date=date(1985, 5, 17), sex="F", birthplace_code="75056", identity_status="VALI",
-                          created_at=utcnow())
-        session.add(patient)
-        await session.flush()
-        mailbox = Mailbox(address=f"patient{n}@carnet.test", kind="PAT", display_name="Léa Durand",
-                          display_key="lea durand", patient_id=patient.id, red_list=False, certificate_serial="01",
-                          created_at=utcnow())
-        session.add(mailbox)
-        await session.flush()
-        return mailbox.id
-
 
 ONE = (b"From: =?utf-8?q?Dr_=C3=89mile_Dupr=C3=A9?= <emile@carnet.test>\r\n"
        b"To: Lea <lea@carnet.test>\r\nCc: secretariat@hopital.example\r\n"
