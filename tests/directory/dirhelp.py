@@ -7,17 +7,15 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
-from pathlib import Path
 
-import asyncpg
 import uvicorn
 from fastapi import FastAPI
 
-from carnet.config import Settings, async_url, load_settings
-from carnet.db import Database, upgrade
+from carnet.config import Settings
+from carnet.db import Database
 from carnet.directory.http import directory_router
 from carnet.directory.identifiers import ins_key, luhn_check_digit
 from carnet.directory.records import OrganisationInput, PatientInput, ProfessionalInput
@@ -63,37 +61,6 @@ def patient(n: int, *, status: str = "VALI", department: str = "75", birth_name:
 
 
 # Databases and servers ---------------------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def extra_database(db_url: str, tmp_path: Path, name: str) -> AsyncIterator[str]:
-    """Another fresh, migrated database on the same backend as ``db_url`` (for a second carnet instance)."""
-    if db_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / f'{name}.db'}"
-        await upgrade(async_url(url))
-        yield url
-        return
-    server, _, database = db_url.rpartition("/")
-    other = f"{database}_{name}"
-    connection = await asyncpg.connect(f"{server}/postgres")
-    try:
-        await connection.execute(f'CREATE DATABASE "{other}"')
-    finally:
-        await connection.close()
-    try:
-        await upgrade(async_url(f"{server}/{other}"))
-        yield f"{server}/{other}"
-    finally:
-        connection = await asyncpg.connect(f"{server}/postgres")
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-
-def instance_settings(tmp_path: Path, domain: str, database_url: str, **overrides: object) -> Settings:
-    return load_settings(domain=domain, data_dir=tmp_path / domain, database_url=database_url,
-                         key_secret=f"secret of {domain}", test_mode=True, **overrides)
 
 
 class Server:

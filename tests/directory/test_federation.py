@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 from cryptography import x509
-from dirhelp import Server, extra_database, instance_settings, patient, professional, rpps
+from dirhelp import Server, patient, professional, rpps
+from instances import extra_database, instance_settings
 
 from carnet.config import Settings
 from carnet.db import Database

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from asn1crypto import cms
-from mtahelp import Platform, extra_database, header, instance_settings, running_platform, submit, text_message, trust
+from instances import extra_database, instance_settings
+from mtahelp import Platform, header, running_platform, submit, text_message, trust
 
 from carnet.directory.records import MailboxInfo
 from carnet.mta import delivery

@@ -17,7 +17,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
-from mtahelp import extra_database, header, instance_settings, running_platform, submit, text_message, trust
+from instances import extra_database, instance_settings
+from mtahelp import header, running_platform, submit, text_message, trust
 
 from carnet.config import Settings
 from carnet.db import Database

@@ -12,12 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from instances import extra_database, instance_settings
 from mtahelp import (
     Platform,
-    extra_database,
     fixed_listeners,
     header,
-    instance_settings,
     openssl_verify,
     running_platform,
     submit,
