@@ -3,9 +3,9 @@
 - SMTP: submission (STARTTLS), submissions (implicit TLS), relay (mutual TLS, the trust space), trusted networks
   (:mod:`carnet.mta.listeners`);
 - IMAP and IMAPS (:func:`carnet.mailbox.imap.server.start_imap`);
-- HTTP(S): the PKI endpoints (``/pki/``), the certificate directory and the trust-space publication
-  (``/directory/``, ``/trust/``), served by uvicorn in this process; HTTPS (our server certificate) with
-  ``--http-tls``, which a peer's directory lookups require;
+- HTTP(S): the webmail (``/webmail/``, :mod:`carnet.webmail`), the PKI endpoints (``/pki/``), the certificate
+  directory and the trust-space publication (``/directory/``, ``/trust/``), served by uvicorn in this process;
+  HTTPS (our server certificate) with ``--http-tls``, which a peer's directory lookups require;
 - the outbound queue runner (:class:`carnet.mta.queue.QueueRunner`) and the trust refresh (every minute: new
   operators may relay to us, peers' CRLs).
 
@@ -84,15 +84,20 @@ def _bind(address: str) -> socket.socket:
     return sock
 
 
-def http_app(db: Database, settings: Settings, *, public_url: str, relay_endpoints: list[str]) -> Any:
+def http_app(db: Database, settings: Settings, *, public_url: str, relay_endpoints: list[str], store: Any = None,
+             router: Any = None) -> Any:
+    """The HTTP application: PKI, directory and trust space, and (given the store and the router) the webmail."""
     from fastapi import FastAPI
 
     from carnet.directory.http import directory_router
     from carnet.pki.http import pki_router
+    from carnet.webmail.app import install
 
     app = FastAPI(title="carnet", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(pki_router(db, settings))
     app.include_router(directory_router(db, settings, public_url=public_url, relay_endpoints=relay_endpoints))
+    if store is not None and router is not None:
+        install(app, db, settings, store=store, router=router)
     return app
 
 
@@ -144,7 +149,8 @@ async def serve(
             url = public_url or f"{scheme}://{host}:{running.ports['http']}"
             relay = settings.listen.smtp_relay
             relay_endpoint = f"{relay.rpartition(':')[0]}:{running.ports.get('relay', 25)}" if relay else ""
-            app = http_app(db, settings, public_url=url, relay_endpoints=[relay_endpoint] if relay_endpoint else [])
+            app = http_app(db, settings, public_url=url, relay_endpoints=[relay_endpoint] if relay_endpoint else [],
+                           store=store, router=router)
             options: dict[str, Any] = {}
             if http_tls:
                 cert, key = tls_paths(settings)

@@ -288,6 +288,9 @@ class MailStoreAPI(Protocol):
         """Sequence number of the first unseen message (RFC 3501 UNSEEN), or None — without loading the folder."""
 
     async def summaries(self, folder_id: int, uids: Sequence[int]) -> list[MessageSummary]: ...
+    async def page(self, folder_id: int, *, before_uid: int | None = None, limit: int = 50) -> list[MessageSummary]:
+        """Up to ``limit`` summaries below ``before_uid``, newest first (keyset pagination, the webmail's list)."""
+
     async def raw(self, blob_id: str) -> bytes: ...
     async def parts(self, folder_id: int, uid: int) -> list[PartLocation]: ...
     async def store_flags(

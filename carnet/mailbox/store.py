@@ -1021,25 +1021,41 @@ class MailStore:
             count = (await session.execute(statement)).scalar_one()
         return int(count) or None
 
+    _SUMMARY_COLUMNS = (M.c.uid, M.c.modseq, M.c.seen, M.c.answered, M.c.flagged, M.c.deleted, M.c.draft,
+                        M.c.keywords, M.c.internal_date, M.c.size, M.c.blob_id, M.c.signature, AN.c.envelope,
+                        AN.c.bodystructure, AN.c.body, AN.c.subject, AN.c.from_name, AN.c.from_address,
+                        AN.c.sent_date, AN.c.has_attachments)
+
+    def _summary(self, row: Row[Any]) -> MessageSummary:
+        return MessageSummary(
+            uid=row[0], modseq=row[1], flags=self._flags(row[2], row[3], row[4], row[5], row[6], row[7]),
+            internal_date=row[8], size=row[9], blob_id=row[10], envelope=row[12], bodystructure=row[13],
+            body=row[14], subject=row[15], from_name=row[16], from_address=row[17], sent_date=row[18],
+            has_attachments=bool(row[19]), signature=row[11])
+
     async def summaries(self, folder_id: int, uids: Sequence[int]) -> list[MessageSummary]:
         """Pre-rendered FETCH data of the given UIDs (absent ones skipped), in UID order, one query per chunk."""
-        columns = (M.c.uid, M.c.modseq, M.c.seen, M.c.answered, M.c.flagged, M.c.deleted, M.c.draft, M.c.keywords,
-                   M.c.internal_date, M.c.size, M.c.blob_id, M.c.signature, AN.c.envelope, AN.c.bodystructure,
-                   AN.c.body, AN.c.subject, AN.c.from_name, AN.c.from_address, AN.c.sent_date,
-                   AN.c.has_attachments)
-        base = select(*columns).select_from(M.join(AN, AN.c.blob_id == M.c.blob_id)).where(M.c.folder_id == folder_id)
+        base = (select(*self._SUMMARY_COLUMNS).select_from(M.join(AN, AN.c.blob_id == M.c.blob_id))
+                .where(M.c.folder_id == folder_id))
         out: list[MessageSummary] = []
-        flags = self._flags
         async with self.db.session() as session:
             for condition in _uid_chunks(uids):
                 statement = base.where(condition) if condition is not None else base
-                for row in (await session.execute(statement.order_by(M.c.uid))).all():
-                    out.append(MessageSummary(
-                        uid=row[0], modseq=row[1], flags=flags(row[2], row[3], row[4], row[5], row[6], row[7]),
-                        internal_date=row[8], size=row[9], blob_id=row[10], envelope=row[12],
-                        bodystructure=row[13], body=row[14], subject=row[15], from_name=row[16],
-                        from_address=row[17], sent_date=row[18], has_attachments=bool(row[19]), signature=row[11]))
+                out.extend(self._summary(row) for row in (await session.execute(statement.order_by(M.c.uid))).all())
         return out
+
+    async def page(self, folder_id: int, *, before_uid: int | None = None, limit: int = 50) -> list[MessageSummary]:
+        """Up to ``limit`` summaries of the folder with a UID below ``before_uid`` (all when None), newest first.
+
+        Keyset pagination on the ``(folder_id, uid)`` unique index: the cost of a page does not grow with the
+        folder or with how deep the page is (no OFFSET). The webmail's message list."""
+        statement = (select(*self._SUMMARY_COLUMNS).select_from(M.join(AN, AN.c.blob_id == M.c.blob_id))
+                     .where(M.c.folder_id == folder_id))
+        if before_uid is not None:
+            statement = statement.where(M.c.uid < before_uid)
+        statement = statement.order_by(M.c.uid.desc()).limit(max(1, min(limit, 1000)))
+        async with self.db.session() as session:
+            return [self._summary(row) for row in (await session.execute(statement)).all()]
 
     async def raw(self, blob_id: str) -> bytes:
         """The stored message octets. Raises NoSuchMessage."""

@@ -13,6 +13,10 @@ with ``AAD = b"carnet-sealed-key:1:" + owner``. The owner label (``"ca:persons"`
 blob to the row it belongs to: a blob copied onto another certificate does not open. AES-GCM is NIST SP 800-38D;
 nonces are random, 96 bits — far below the 2^32 invocations per key the standard allows for random nonces.
 
+Other secrets (e.g. a mailbox's TOTP seed, RFC 6238) are sealed the same way by :meth:`KeyVault.seal_secret`, with
+``AAD = b"carnet-secret-v1:" + owner``: the two AAD prefixes differ, so a sealed key never opens as a secret nor a
+sealed secret as a key, even under the same owner label.
+
 The key-encryption key (KEK) is derived from ``settings.key_encryption_secret()`` with scrypt (RFC 7914,
 N=2^15, r=8, p=1, 32 MiB) once per process and secret. scrypt rather than HKDF because the secret may be an
 operator-chosen passphrase (``CARNET_KEY_SECRET``), which a memory-hard KDF protects against guessing; for the
@@ -45,8 +49,10 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 SEALED_KEY_VERSION: Final = 1
+SEALED_SECRET_VERSION: Final = 1
 _NONCE_BYTES: Final = 12
 _AAD_PREFIX: Final = b"carnet-sealed-key:1:"
+_SECRET_AAD_PREFIX: Final = b"carnet-secret-v1:"
 _KDF_SALT: Final = b"carnet key-encryption key, scrypt, v1"
 _SCRYPT_N: Final = 2**15
 _SCRYPT_R: Final = 8
@@ -159,8 +165,25 @@ class KeyVault:
             raise SealedKeyError(f"sealed key of {owner!r} is of an unsupported type")
         return key
 
+    def seal_secret(self, secret: bytes, owner: str) -> bytes:
+        """Encrypt an arbitrary ``secret`` for ``owner`` (AES-256-GCM, NIST SP 800-38D; AAD distinct from keys')."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return bytes([SEALED_SECRET_VERSION]) + nonce + self._aead.encrypt(nonce, secret, _aad(owner, secret=True))
 
-def _aad(owner: str) -> bytes:
+    def open_secret(self, blob: bytes, owner: str) -> bytes:
+        """Decrypt a blob made by :meth:`seal_secret` for ``owner``; :class:`SealedKeyError` if anything is off."""
+        if len(blob) < 1 + _NONCE_BYTES + 16 or blob[0] != SEALED_SECRET_VERSION:
+            raise SealedKeyError(f"sealed secret of {owner!r} is not in a known format")
+        nonce, ciphertext = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
+        try:
+            return self._aead.decrypt(nonce, ciphertext, _aad(owner, secret=True))
+        except InvalidTag:
+            raise SealedKeyError(
+                f"sealed secret of {owner!r} does not open: wrong key-encryption secret, wrong owner or altered blob"
+            ) from None
+
+
+def _aad(owner: str, *, secret: bool = False) -> bytes:
     if not owner:
-        raise SealedKeyError("a sealed key needs an owner label")
-    return _AAD_PREFIX + owner.encode()
+        raise SealedKeyError(f"a sealed {'secret' if secret else 'key'} needs an owner label")
+    return (_SECRET_AAD_PREFIX if secret else _AAD_PREFIX) + owner.encode()

@@ -367,3 +367,18 @@ async def test_nul_bytes_and_undecodable_headers_are_stored(store: MailStore, ac
     assert "\x00" not in summary.subject and summary.subject.startswith("zero")
     assert await store.search(result.folder_id, SearchKey("body", value="zeros then")) == [result.uid]
     assert await store.search(result.folder_id, SearchKey("body", value="visibletext")) == [result.uid]
+
+
+async def test_page_is_keyset_newest_first(store: MailStore, account: int) -> None:
+    for n in range(1, 8):
+        await store.append(account, "INBOX", message(n))
+    inbox = await store.get_folder(account, "INBOX")
+    await store.store_flags(inbox.id, [3], "add", ["\\Deleted"])
+    await store.expunge(inbox.id)
+    first = await store.page(inbox.id, limit=3)
+    assert [s.uid for s in first] == [7, 6, 5] and first[0].subject == "Compte rendu 7"
+    second = await store.page(inbox.id, before_uid=first[-1].uid, limit=3)
+    assert [s.uid for s in second] == [4, 2, 1]  # the expunged UID 3 is skipped, the page is still full
+    assert await store.page(inbox.id, before_uid=1, limit=3) == []
+    other = await store.get_folder(account, "Sent")
+    assert await store.page(other.id) == []

@@ -1,0 +1,452 @@
+"""The webmail's words, French first and English (a per-user choice, else the browser's ``Accept-Language``).
+
+A message key may carry a detail after a colon (``"send_refused:<server text>"``): the key is translated and the
+detail, a protocol text, is appended as is. Placeholders use ``str.format`` names. ``tests/webmail`` checks that
+both languages have the same keys and placeholders and that every key the templates use exists.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+LANGUAGES = ("fr", "en")
+DEFAULT = "fr"
+#: Times are shown in the platform's zone (metropolitan France).
+ZONE = ZoneInfo("Europe/Paris")
+
+NOTICES = {"language_saved", "password_changed", "app_password_created", "app_password_revoked", "totp_enabled",
+           "totp_disabled", "reply_sent", "receipt_sent", "sent"}
+
+FOLDERS = {
+    "fr": {"INBOX": "Boîte de réception", "Sent": "Envoyés", "Drafts": "Brouillons", "Trash": "Corbeille",
+           "Archive": "Archives", "Junk": "Indésirables"},
+    "en": {"INBOX": "Inbox", "Sent": "Sent", "Drafts": "Drafts", "Trash": "Trash", "Archive": "Archive",
+           "Junk": "Junk"},
+}
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "fr": {
+        "language_name": "Français",
+        "skip": "Aller au contenu",
+        "tagline": "messagerie sécurisée de santé",
+        "footer": "carnet — messagerie sécurisée de santé. Chaque message est signé et vérifié.",
+        "signed_in_as": "Connecté·e :",
+        "acting_for": "pour le compte de",
+        "space": "Espace",
+        "own_space": "mon espace",
+        "switch": "Changer d’espace",
+        "sign_out": "Se déconnecter",
+        "nav_main": "Rubriques",
+        "nav_messages": "Messages",
+        "nav_documents": "Documents",
+        "nav_agenda": "Agenda",
+        "nav_apps": "Applications",
+        "nav_history": "Historique des accès",
+        "nav_account": "Mon compte",
+        "nav_folders": "Dossiers",
+        "soon": "bientôt",
+        "unread_count": "non lus",
+        "compose": "Écrire un message",
+        # sign-in
+        "sign_in": "Se connecter",
+        "sign_in_intro": "Connectez-vous à votre messagerie sécurisée de santé.",
+        "login_label": "Adresse de messagerie ou matricule INS",
+        "login_hint": "Patient : votre matricule INS (numéro de sécurité sociale) ou votre adresse.",
+        "password": "Mot de passe",
+        "totp_title": "Code de vérification",
+        "totp_intro": "Saisissez le code à 6 chiffres affiché par votre application d’authentification.",
+        "totp_code": "Code à 6 chiffres",
+        "totp_verify": "Vérifier",
+        "back_to_sign_in": "Revenir à la connexion",
+        # folder
+        "search_label": "Rechercher dans les messages",
+        "search_in": "Dans",
+        "scope_all": "tout",
+        "scope_subject": "l’objet",
+        "scope_from": "l’expéditeur",
+        "scope_body": "le texte",
+        "search": "Rechercher",
+        "clear_search": "Effacer la recherche",
+        "search_results": "{n} message(s) trouvé(s) pour « {q} ».",
+        "message_list": "Messages du dossier {folder}",
+        "col_from": "Expéditeur",
+        "col_signature": "Signature",
+        "col_subject": "Objet",
+        "col_date": "Date",
+        "unread": "Non lu",
+        "unknown_sender": "(expéditeur inconnu)",
+        "no_subject": "(sans objet)",
+        "has_attachments": "avec pièce jointe",
+        "answered": "répondu",
+        "no_messages": "Aucun message dans ce dossier.",
+        "no_results": "Aucun message ne correspond à votre recherche.",
+        "pagination": "Pages",
+        "newest": "Messages les plus récents",
+        "older": "Messages plus anciens",
+        # message
+        "signature_panel": "Signature du message",
+        "signer_address": "Adresse du signataire :",
+        "embedded_not_verified": "Message joint : sa signature n’est pas vérifiée par carnet.",
+        "from": "De",
+        "to": "À",
+        "cc": "Copie",
+        "date": "Date",
+        "remote_blocked": "{n} contenu(s) distant(s) bloqué(s) pour protéger votre vie privée.",
+        "receipt_asked": "L’expéditeur demande un accusé de lecture (à {to}). L’envoyer ?",
+        "receipt_send": "Envoyer l’accusé de lecture",
+        "message_content": "Contenu du message",
+        "attachments": "Pièces jointes",
+        "unnamed_part": "pièce jointe sans nom",
+        "embedded_messages": "Messages joints",
+        "embedded_message": "Message joint",
+        "actions": "Actions",
+        "reply": "Répondre",
+        "back_to_folder": "Retour au dossier {folder}",
+        "reply_closed": "Vous ne pouvez pas répondre : l’expéditeur a clos cet échange (X-MSS-MES: FIN).",
+        "reply_not_correspondent": "Vous ne pouvez répondre qu’à un professionnel, un établissement ou une "
+                                   "application qui vous a écrit.",
+        "reply_no_notification": "Ce message est une notification automatique : on n’y répond pas.",
+        "reply_no_sender": "Ce message n’a pas d’expéditeur auquel répondre.",
+        "reply_embedded": "",
+        "notice_reply_sent": "Votre réponse a été signée et envoyée.",
+        "notice_receipt_sent": "L’accusé de lecture a été envoyé.",
+        "notice_sent": "Votre message a été signé et envoyé.",
+        # compose
+        "subject": "Objet",
+        "body": "Message",
+        "attach": "Pièces jointes",
+        "attach_hint": "PDF, PNG ou JPEG ; 10 Mo au plus par fichier, 20 Mo en tout, 10 fichiers.",
+        "reply_to_hint": "La réponse est adressée à l’auteur du message.",
+        "signed_on_behalf": "Votre message sera signé pour vous par la plateforme avec votre certificat.",
+        "send": "Envoyer",
+        "cancel": "Annuler",
+        "compose_attachment_type": "Pièce jointe refusée : seuls les fichiers PDF, PNG et JPEG sont acceptés.",
+        "compose_attachment_size": "Pièces jointes trop volumineuses (10 Mo au plus par fichier, 20 Mo en tout).",
+        "compose_attachment_count": "Trop de pièces jointes (10 au plus).",
+        "compose_empty_body": "Le message est vide.",
+        "compose_subject_length": "L’objet est trop long (250 caractères au plus).",
+        "compose_body_length": "Le message est trop long.",
+        "compose_header": "Caractères non autorisés dans l’objet ou l’adresse.",
+        "compose_no_recipient": "Indiquez un destinataire.",
+        "compose_patients": "Un patient ne peut pas écrire en premier : il répond aux messages reçus.",
+        "send_refused": "Le message n’a pas été envoyé :",
+        # account
+        "account_is_yours": "Ces réglages sont ceux de votre propre compte ({name}).",
+        "language": "Langue",
+        "save": "Enregistrer",
+        "change_password": "Changer de mot de passe",
+        "current_password": "Mot de passe actuel",
+        "new_password": "Nouveau mot de passe",
+        "password_hint": "12 caractères au moins.",
+        "confirm_password": "Confirmer le nouveau mot de passe",
+        "totp_section": "Double authentification (code à usage unique)",
+        "totp_on": "La double authentification est activée.",
+        "totp_off": "La double authentification n’est pas activée.",
+        "totp_enable": "Activer la double authentification",
+        "totp_disable": "Désactiver la double authentification",
+        "totp_scan": "Scannez ce QR code avec votre application d’authentification, puis saisissez le code affiché.",
+        "totp_manual": "Ou saisissez cette clé à la main :",
+        "totp_qr_title": "QR code de la double authentification",
+        "totp_confirm": "Confirmer",
+        "app_passwords": "Mots de passe d’application",
+        "app_passwords_intro": "Pour un logiciel de messagerie (Thunderbird, Outlook…) : un mot de passe par "
+                               "logiciel, révocable à tout moment. Ils ne permettent pas de se connecter ici.",
+        "app_password_once": "Copiez ce mot de passe maintenant : il ne sera plus affiché.",
+        "label": "Nom",
+        "created": "Créé le",
+        "last_used": "Dernière utilisation",
+        "never": "jamais",
+        "revoke": "Révoquer",
+        "new_app_password_label": "Nom du logiciel",
+        "create": "Créer",
+        "notice_language_saved": "Langue enregistrée.",
+        "notice_password_changed": "Mot de passe changé ; vos autres sessions ont été fermées.",
+        "notice_app_password_created": "Mot de passe d’application créé.",
+        "notice_app_password_revoked": "Mot de passe d’application révoqué.",
+        "notice_totp_enabled": "Double authentification activée.",
+        "notice_totp_disabled": "Double authentification désactivée.",
+        # history
+        "history_intro": "Ce qui a été fait dans l’espace de {name}, et par qui.",
+        "history_empty": "Aucune action enregistrée.",
+        "col_actor": "Par",
+        "col_action": "Action",
+        "col_target": "Objet",
+        "representative": "représentant·e",
+        "action_sign_in": "connexion",
+        "action_sign_out": "déconnexion",
+        "action_totp_failed": "code de vérification erroné",
+        "action_read": "lecture d’un message",
+        "action_download": "téléchargement d’une pièce jointe",
+        "action_receipt": "accusé de lecture envoyé",
+        "action_reply": "réponse envoyée",
+        "action_send": "message envoyé",
+        "action_enter_space": "entrée dans l’espace",
+        "action_password_changed": "mot de passe changé",
+        "action_app_password_created": "mot de passe d’application créé",
+        "action_app_password_revoked": "mot de passe d’application révoqué",
+        "action_totp_enabled": "double authentification activée",
+        "action_totp_disabled": "double authentification désactivée",
+        # errors
+        "error_title": "Erreur",
+        "back_home": "Retour à la messagerie",
+        "error_csrf": "Le formulaire a expiré ou ne vient pas de carnet. Rechargez la page et recommencez.",
+        "error_login_missing": "Indiquez votre identifiant et votre mot de passe.",
+        "error_bad_credentials": "Identifiant ou mot de passe incorrect.",
+        "error_throttled": "Trop de tentatives. Réessayez dans quelques minutes.",
+        "error_disabled": "Ce compte est désactivé ou l’identité n’est pas qualifiée.",
+        "error_app_password": "Un mot de passe d’application ne sert qu’aux logiciels de messagerie : "
+                              "utilisez votre mot de passe.",
+        "error_totp": "Code incorrect ou déjà utilisé.",
+        "error_totp_enabled": "La double authentification est déjà activée.",
+        "error_no_totp": "Aucune double authentification en cours d’activation.",
+        "error_current_password": "Le mot de passe actuel est incorrect.",
+        "error_password_confirm": "Les deux nouveaux mots de passe ne sont pas identiques.",
+        "error_password_policy": "Mot de passe refusé :",
+        "error_label": "Donnez un nom à ce mot de passe d’application.",
+        "error_language": "Langue inconnue.",
+        "error_forbidden": "Action non autorisée.",
+        "error_not_found": "Page introuvable.",
+        "error_bad_request": "Requête invalide.",
+        "error_no_folder": "Dossier introuvable.",
+        "error_no_message": "Message introuvable.",
+        "error_no_part": "Pièce jointe introuvable.",
+        "error_no_app_password": "Mot de passe d’application introuvable.",
+        "error_receipt": "L’accusé de lecture ne peut pas être envoyé.",
+        "error_length_required": "La taille de l’envoi doit être indiquée.",
+        "error_too_large": "Envoi trop volumineux.",
+    },
+    "en": {
+        "language_name": "English",
+        "skip": "Skip to content",
+        "tagline": "secure health messaging",
+        "footer": "carnet — secure health messaging. Every message is signed and verified.",
+        "signed_in_as": "Signed in:",
+        "acting_for": "on behalf of",
+        "space": "Space",
+        "own_space": "my space",
+        "switch": "Switch space",
+        "sign_out": "Sign out",
+        "nav_main": "Sections",
+        "nav_messages": "Messages",
+        "nav_documents": "Documents",
+        "nav_agenda": "Calendar",
+        "nav_apps": "Apps",
+        "nav_history": "Access history",
+        "nav_account": "My account",
+        "nav_folders": "Folders",
+        "soon": "coming soon",
+        "unread_count": "unread",
+        "compose": "Write a message",
+        "sign_in": "Sign in",
+        "sign_in_intro": "Sign in to your secure health messaging.",
+        "login_label": "Mail address or INS number",
+        "login_hint": "Patients: your INS number (social security number) or your address.",
+        "password": "Password",
+        "totp_title": "Verification code",
+        "totp_intro": "Enter the 6-digit code shown by your authenticator app.",
+        "totp_code": "6-digit code",
+        "totp_verify": "Verify",
+        "back_to_sign_in": "Back to sign-in",
+        "search_label": "Search messages",
+        "search_in": "In",
+        "scope_all": "everything",
+        "scope_subject": "subject",
+        "scope_from": "sender",
+        "scope_body": "text",
+        "search": "Search",
+        "clear_search": "Clear search",
+        "search_results": "{n} message(s) found for “{q}”.",
+        "message_list": "Messages in {folder}",
+        "col_from": "From",
+        "col_signature": "Signature",
+        "col_subject": "Subject",
+        "col_date": "Date",
+        "unread": "Unread",
+        "unknown_sender": "(unknown sender)",
+        "no_subject": "(no subject)",
+        "has_attachments": "with attachment",
+        "answered": "answered",
+        "no_messages": "No messages in this folder.",
+        "no_results": "No message matches your search.",
+        "pagination": "Pages",
+        "newest": "Newest messages",
+        "older": "Older messages",
+        "signature_panel": "Message signature",
+        "signer_address": "Signer's address:",
+        "embedded_not_verified": "Attached message: its signature is not verified by carnet.",
+        "from": "From",
+        "to": "To",
+        "cc": "Cc",
+        "date": "Date",
+        "remote_blocked": "{n} remote item(s) blocked to protect your privacy.",
+        "receipt_asked": "The sender asks for a read receipt (to {to}). Send it?",
+        "receipt_send": "Send the read receipt",
+        "message_content": "Message content",
+        "attachments": "Attachments",
+        "unnamed_part": "unnamed attachment",
+        "embedded_messages": "Attached messages",
+        "embedded_message": "Attached message",
+        "actions": "Actions",
+        "reply": "Reply",
+        "back_to_folder": "Back to {folder}",
+        "reply_closed": "You cannot reply: the sender closed this exchange (X-MSS-MES: FIN).",
+        "reply_not_correspondent": "You may only reply to a professional, an organisation or an app that wrote "
+                                   "to you.",
+        "reply_no_notification": "This message is an automatic notification: it cannot be answered.",
+        "reply_no_sender": "This message has no sender to reply to.",
+        "reply_embedded": "",
+        "notice_reply_sent": "Your reply was signed and sent.",
+        "notice_receipt_sent": "The read receipt was sent.",
+        "notice_sent": "Your message was signed and sent.",
+        "subject": "Subject",
+        "body": "Message",
+        "attach": "Attachments",
+        "attach_hint": "PDF, PNG or JPEG; at most 10 MB per file, 20 MB in all, 10 files.",
+        "reply_to_hint": "The reply goes to the author of the message.",
+        "signed_on_behalf": "The platform signs your message for you with your certificate.",
+        "send": "Send",
+        "cancel": "Cancel",
+        "compose_attachment_type": "Attachment refused: only PDF, PNG and JPEG files are accepted.",
+        "compose_attachment_size": "Attachments too large (at most 10 MB per file, 20 MB in all).",
+        "compose_attachment_count": "Too many attachments (at most 10).",
+        "compose_empty_body": "The message is empty.",
+        "compose_subject_length": "The subject is too long (at most 250 characters).",
+        "compose_body_length": "The message is too long.",
+        "compose_header": "Characters not allowed in the subject or the address.",
+        "compose_no_recipient": "Enter a recipient.",
+        "compose_patients": "A patient cannot write first: patients answer the messages they receive.",
+        "send_refused": "The message was not sent:",
+        "account_is_yours": "These settings are those of your own account ({name}).",
+        "language": "Language",
+        "save": "Save",
+        "change_password": "Change password",
+        "current_password": "Current password",
+        "new_password": "New password",
+        "password_hint": "At least 12 characters.",
+        "confirm_password": "Confirm the new password",
+        "totp_section": "Two-factor authentication (one-time code)",
+        "totp_on": "Two-factor authentication is on.",
+        "totp_off": "Two-factor authentication is off.",
+        "totp_enable": "Turn on two-factor authentication",
+        "totp_disable": "Turn off two-factor authentication",
+        "totp_scan": "Scan this QR code with your authenticator app, then enter the code it shows.",
+        "totp_manual": "Or enter this key by hand:",
+        "totp_qr_title": "QR code for two-factor authentication",
+        "totp_confirm": "Confirm",
+        "app_passwords": "App passwords",
+        "app_passwords_intro": "For a mail program (Thunderbird, Outlook…): one password per program, revocable at "
+                               "any time. They cannot be used to sign in here.",
+        "app_password_once": "Copy this password now: it will not be shown again.",
+        "label": "Name",
+        "created": "Created",
+        "last_used": "Last used",
+        "never": "never",
+        "revoke": "Revoke",
+        "new_app_password_label": "Program name",
+        "create": "Create",
+        "notice_language_saved": "Language saved.",
+        "notice_password_changed": "Password changed; your other sessions were signed out.",
+        "notice_app_password_created": "App password created.",
+        "notice_app_password_revoked": "App password revoked.",
+        "notice_totp_enabled": "Two-factor authentication turned on.",
+        "notice_totp_disabled": "Two-factor authentication turned off.",
+        "history_intro": "What was done in the space of {name}, and by whom.",
+        "history_empty": "Nothing recorded yet.",
+        "col_actor": "By",
+        "col_action": "Action",
+        "col_target": "Object",
+        "representative": "representative",
+        "action_sign_in": "signed in",
+        "action_sign_out": "signed out",
+        "action_totp_failed": "wrong verification code",
+        "action_read": "read a message",
+        "action_download": "downloaded an attachment",
+        "action_receipt": "sent a read receipt",
+        "action_reply": "sent a reply",
+        "action_send": "sent a message",
+        "action_enter_space": "entered the space",
+        "action_password_changed": "changed the password",
+        "action_app_password_created": "created an app password",
+        "action_app_password_revoked": "revoked an app password",
+        "action_totp_enabled": "turned on two-factor authentication",
+        "action_totp_disabled": "turned off two-factor authentication",
+        "error_title": "Error",
+        "back_home": "Back to the mailbox",
+        "error_csrf": "The form expired or does not come from carnet. Reload the page and try again.",
+        "error_login_missing": "Enter your login and your password.",
+        "error_bad_credentials": "Wrong login or password.",
+        "error_throttled": "Too many attempts. Try again in a few minutes.",
+        "error_disabled": "This account is disabled or its identity is not qualified.",
+        "error_app_password": "An app password is for mail programs only: use your password.",
+        "error_totp": "Wrong or already used code.",
+        "error_totp_enabled": "Two-factor authentication is already on.",
+        "error_no_totp": "No two-factor authentication being set up.",
+        "error_current_password": "The current password is wrong.",
+        "error_password_confirm": "The two new passwords differ.",
+        "error_password_policy": "Password refused:",
+        "error_label": "Give this app password a name.",
+        "error_language": "Unknown language.",
+        "error_forbidden": "Not allowed.",
+        "error_not_found": "Page not found.",
+        "error_bad_request": "Invalid request.",
+        "error_no_folder": "Folder not found.",
+        "error_no_message": "Message not found.",
+        "error_no_part": "Attachment not found.",
+        "error_no_app_password": "App password not found.",
+        "error_receipt": "The read receipt cannot be sent.",
+        "error_length_required": "The size of the upload must be given.",
+        "error_too_large": "Upload too large.",
+    },
+}
+
+
+def translate(lang: str, key: str, **params: object) -> str:
+    """The text of ``key`` in ``lang`` (French when missing); ``key:detail`` appends the detail."""
+    key, _, detail = key.partition(":")
+    table = MESSAGES.get(lang, MESSAGES[DEFAULT])
+    text = table.get(key) or MESSAGES[DEFAULT].get(key) or key
+    if params:
+        text = text.format(**params)
+    return f"{text} {detail}" if detail else text
+
+
+def folder_label(lang: str, name: str) -> str:
+    return FOLDERS.get(lang, FOLDERS[DEFAULT]).get(name, name)
+
+
+def negotiate(accept_language: str | None) -> str:
+    """The first supported language of an ``Accept-Language`` field (RFC 9110 §12.5.4), by weight."""
+    if not accept_language:
+        return DEFAULT
+    choices: list[tuple[float, int, str]] = []
+    for position, item in enumerate(accept_language.split(",")[:20]):
+        tag, _, params = item.strip().partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                weight = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary in LANGUAGES and weight > 0:
+            choices.append((-weight, position, primary))
+    return min(choices)[2] if choices else DEFAULT
+
+
+def format_datetime(value: datetime | None, lang: str) -> str:
+    if value is None:
+        return ""
+    local = value.astimezone(ZONE)
+    return local.strftime("%d/%m/%Y %H:%M") if lang == "fr" else local.strftime("%Y-%m-%d %H:%M")
+
+
+def format_size(octets: int, lang: str) -> str:
+    units = ("o", "Ko", "Mo", "Go") if lang == "fr" else ("B", "KB", "MB", "GB")
+    size = float(octets)
+    for unit in units:
+        if size < 1024 or unit == units[-1]:
+            text = f"{size:.0f}" if unit == units[0] else f"{size:.1f}"
+            return f"{text.replace('.', ',') if lang == 'fr' else text} {unit}"
+        size /= 1024
+    return str(octets)
