@@ -123,6 +123,8 @@ def demo_instructions(settings: Settings) -> list[str]:
         f"IMAP             {listen.imap} (STARTTLS) and {listen.imaps} (TLS)",
         f"Trusted network  {listen.smtp_trusted}: loopback clients send without AUTH as {lab}",
         f"Relay            {listen.smtp_relay} (operators of the trust space, mutual TLS)",
+        f"Webmail          http://{listen.http}/webmail/ — patients sign in with their INS number or their address, "
+        "professionals with their address",
         f"HTTP             serving CRLs, CA certificates and OCSP on http://{listen.http}/pki/ and the directory on "
         f"http://{listen.http}/directory/",
         f"TLS: the servers present a certificate for {settings.domain}; trust {ca_bundle_path(settings)} in your mail "
