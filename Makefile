@@ -27,6 +27,7 @@ run: $(STAMP_RUN)
 
 test: $(STAMP_TEST)
 	./deps/ensure-debian-packages
+	./deps/fetch-axe-core
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -47,6 +47,7 @@ def _pg_unreachable_reason() -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): run a storage-using test on these backends only")
     reason = _pg_unreachable_reason()
     if reason is not None and os.environ.get("CI"):
         raise pytest.UsageError(f"CI is set and PostgreSQL at {PG_SERVER} is unreachable ({reason})")
@@ -62,6 +63,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_backend" in metafunc.fixturenames:
         backends = ["sqlite"] if _pg_unreachable_reason() else ["sqlite", "postgresql"]
+        marker = metafunc.definition.get_closest_marker("backends")
+        if marker is not None:  # a test about something else than storage (e.g. rendering in a browser)
+            backends = [b for b in backends if b in marker.args]
         metafunc.parametrize("db_backend", backends, scope="function")
 
 

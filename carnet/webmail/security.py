@@ -86,7 +86,7 @@ def same_origin(request: Request) -> bool:
         return False
     expected = f"{request.url.scheme}://{request.url.netloc}".lower()
     origin = request.headers.get("origin")
-    if origin is not None:
+    if origin is not None and origin != "null":  # "null": our own Referrer-Policy: no-referrer hides it
         return origin.lower() == expected
     referer = request.headers.get("referer")
     if referer:
