@@ -34,6 +34,7 @@ from carnet.mailbox.imap.server import start_imap
 log = logging.getLogger("carnet.serve")
 
 TRUST_REFRESH_SECONDS = 60.0
+HOUSEKEEPING_SECONDS = 600.0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -161,6 +162,7 @@ async def serve(
             tasks.append(asyncio.create_task(http_server.serve(sockets=[sock]), name="carnet-http"))
         tasks.append(asyncio.create_task(runner.run(), name="carnet-queue"))
         tasks.append(asyncio.create_task(_refresh_trust(smtp, gateway), name="carnet-trust"))
+        tasks.append(asyncio.create_task(_housekeeping(db), name="carnet-housekeeping"))
         if install_signals:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -203,3 +205,17 @@ async def _refresh_trust(smtp: Any, gateway: Any) -> None:
             await gateway.trust_changed()
         except Exception:
             log.exception("trust refresh failed")
+
+
+async def _housekeeping(db: Database) -> None:
+    """Periodic clean-up: expired webmail sessions (a live session is checked on every request anyway)."""
+    from carnet.webmail.store import purge_expired
+
+    while True:
+        try:
+            purged = await purge_expired(db)
+            if purged:
+                log.info("%d expired webmail session(s) removed", purged)
+        except Exception:
+            log.exception("housekeeping failed")
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)

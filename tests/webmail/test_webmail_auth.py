@@ -122,6 +122,10 @@ async def test_csrf_is_required(platform: Platform) -> None:
             )
         ).status_code == 403
         assert (await web.get("/webmail/account")).text.count('lang="fr"') >= 1
+        # browsers send "Origin: null" under our Referrer-Policy: no-referrer; the token and Fetch metadata decide
+        null_origin = await web.http.post("/webmail/account/language", headers={
+            "Origin": "null", "Sec-Fetch-Site": "same-origin"}, data={"language": "fr", "csrf": web.csrf})
+        assert null_origin.status_code == 303
         assert (await web.post("/webmail/account/language", {"language": "en"})).status_code == 303
         assert '<html lang="en">' in (await web.get("/webmail/account")).text
 
