@@ -22,6 +22,8 @@ router = APIRouter()
 
 MAX_LOGIN = 320
 MAX_PASSWORD_FIELD = 1024
+#: Wrong TOTP codes allowed per pending sign-in: then the pending session ends and the password is asked again.
+MAX_TOTP_FAILURES = 5
 
 
 def _web(request: Request) -> Web:
@@ -142,6 +144,12 @@ async def totp_check(
         step = totp.verify(secret, code, last_step=settings.totp_last_step)
     if step is None or not await web_store.use_totp_step(web.db, session.mailbox_id, step):
         await auth_failure(web, request, session.mailbox_id)
+        failures = await web_store.count_actions(web.db, session.mailbox_id, "totp_failed", session.created_at)
+        if failures >= MAX_TOTP_FAILURES:  # no guessing the code: the password is asked again (and throttled)
+            await web_store.destroy_session(web.db, token)
+            response = _login_page(request, error="error_totp_locked", status=401)
+            security.clear_cookie(response, request, security.SESSION_COOKIE)
+            return response
         return web.page(
             request, "totp.html", {"csrf": session.csrf_token, "error": "error_totp"}, status_code=401, lang=lang
         )
@@ -160,8 +168,7 @@ async def totp_check(
 
 
 async def auth_failure(web: Web, request: Request, mailbox_id: int) -> None:
-    """A wrong TOTP code: recorded in the audit trail; after the pending session's five minutes the password is
-    asked again (the directory throttles the password step)."""
+    """A wrong TOTP code, recorded in the audit trail (which also counts them, :data:`MAX_TOTP_FAILURES`)."""
     await web_store.audit(
         web.db, space_id=mailbox_id, actor_id=mailbox_id, action="totp_failed", client_ip=_client_ip(request)
     )

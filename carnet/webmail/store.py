@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from carnet.db import Database, utcnow
 from carnet.webmail.models import AuditEntry, WebSession, WebUser
@@ -201,6 +201,14 @@ async def audit(
                 at=utcnow(),
             )
         )
+
+
+async def count_actions(db: Database, space_id: int, action: str, since: datetime) -> int:
+    """How many ``action`` entries the space has since ``since`` (e.g. wrong TOTP codes of a pending sign-in)."""
+    statement = (select(func.count()).select_from(AuditEntry)
+                 .where(AuditEntry.space_id == space_id, AuditEntry.action == action, AuditEntry.at >= since))
+    async with db.session() as session:
+        return int((await session.execute(statement)).scalar_one())
 
 
 async def history(db: Database, space_id: int, *, before_id: int | None = None, limit: int = 50) -> list[AuditRecord]:

@@ -220,3 +220,22 @@ async def test_totp_enrolment_and_sign_in(platform: Platform) -> None:
         accepted = await web.http.post("/webmail/login/totp", data={"code": fresh, "csrf": token})
         assert accepted.status_code == 303 and accepted.headers["location"] == "/webmail/"
         assert (await web.get("/webmail/account")).status_code == 200
+
+
+async def test_totp_guessing_ends_the_pending_sign_in(platform: Platform) -> None:
+    camille = platform.people.camille
+    async with web_client(platform, camille.address) as web:
+        started = await web.post("/webmail/account/totp/start")
+        secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', started.text).group(1)  # type: ignore[union-attr]
+        assert (await web.post("/webmail/account/totp/confirm", {"code": pyotp.TOTP(secret).now()})).status_code == 303
+    async with web_client(platform) as web:
+        await web.login(camille.address)
+        token = csrf_of((await web.get("/webmail/login/totp")).text)
+        good = pyotp.TOTP(secret).at(time.time() + 30)
+        wrong = f"{(int(good) + 500_000) % 1_000_000:06d}"
+        statuses = [(await web.http.post("/webmail/login/totp", data={"code": wrong, "csrf": token})).status_code
+                    for _ in range(5)]
+        assert statuses == [401] * 5
+        late = await web.http.post("/webmail/login/totp", data={"code": good, "csrf": token})
+        assert late.status_code == 303 and late.headers["location"] == "/webmail/login"  # the pending session ended
+        assert (await web.get("/webmail/")).headers["location"] == "/webmail/login"
