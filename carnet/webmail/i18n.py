@@ -16,7 +16,7 @@ DEFAULT = "fr"
 ZONE = ZoneInfo("Europe/Paris")
 
 NOTICES = {"language_saved", "password_changed", "app_password_created", "app_password_revoked", "totp_enabled",
-           "totp_disabled", "reply_sent", "receipt_sent", "sent"}
+           "totp_disabled", "reply_sent", "receipt_sent", "sent", "trashed", "deleted"}
 
 FOLDERS = {
     "fr": {"INBOX": "Boîte de réception", "Sent": "Envoyés", "Drafts": "Brouillons", "Trash": "Corbeille",
@@ -111,6 +111,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reply_embedded": "",
         "notice_reply_sent": "Votre réponse a été signée et envoyée.",
         "notice_receipt_sent": "L’accusé de lecture a été envoyé.",
+        "notice_trashed": "Le message a été mis à la corbeille.",
+        "notice_deleted": "Le message a été supprimé définitivement.",
+        "mark_unread": "Marquer comme non lu",
+        "delete": "Mettre à la corbeille",
+        "delete_for_good": "Supprimer définitivement",
+        "action_trash": "message mis à la corbeille",
+        "action_delete": "message supprimé définitivement",
         "notice_sent": "Votre message a été signé et envoyé.",
         # compose
         "subject": "Objet",
@@ -299,6 +306,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reply_embedded": "",
         "notice_reply_sent": "Your reply was signed and sent.",
         "notice_receipt_sent": "The read receipt was sent.",
+        "notice_trashed": "The message was moved to the trash.",
+        "notice_deleted": "The message was deleted for good.",
+        "mark_unread": "Mark as unread",
+        "delete": "Move to trash",
+        "delete_for_good": "Delete for good",
+        "action_trash": "moved a message to the trash",
+        "action_delete": "deleted a message for good",
         "notice_sent": "Your message was signed and sent.",
         "subject": "Subject",
         "body": "Message",

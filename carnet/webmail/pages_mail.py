@@ -24,7 +24,7 @@ from carnet.mta.gateway import GatewayRefusal
 from carnet.mta.router import Envelope, Recipient, RecipientRefused
 from carnet.mta.store import correspondent_state
 from carnet.webmail import badge as badges
-from carnet.webmail import compose, render, security
+from carnet.webmail import compose, i18n, render, security
 from carnet.webmail.context import Ctx, PageError, check_csrf, current, redirect
 
 router = APIRouter()
@@ -111,6 +111,7 @@ async def folder_page(
     before: Annotated[int | None, Query(ge=1)] = None,
     q: Annotated[str, Query(max_length=MAX_QUERY)] = "",
     scope: str = "all",
+    notice: str = "",
 ) -> Response:
     folder = await folder_of(ctx, folder_id)
     store = ctx.web.store
@@ -143,6 +144,7 @@ async def folder_page(
             "matches": matches,
             "next_before": next_before,
             "first_page": before is None,
+            "notice": notice if notice in ("trashed", "deleted", "sent") else None,
         },
     )
 
@@ -201,7 +203,7 @@ async def message_page(
             "within": sections,
             "reply_state": state,
             "receipt": receipt,
-            "notice": notice,
+            "notice": notice if notice in i18n.NOTICES else "",
             "body_url": message_url(folder.id, uid, sections, "/body"),
             "part_url": lambda section: message_url(folder.id, uid, sections, f"/part/{section}"),
             "embedded_url": lambda section: message_url(folder.id, uid, [*sections, section]),
@@ -281,6 +283,40 @@ async def send_receipt(
     await ctx.web.store.store_flags(folder.id, [uid], "add", ["$MDNSent"])
     await ctx.audit("receipt", f"{folder.name}/{uid}")
     return redirect(message_url(folder.id, uid) + "?notice=receipt_sent")
+
+
+# Keeping order: unread, trash -----------------------------------------------------------------------------------
+
+
+@router.post("/f/{folder_id}/m/{uid}/unread")
+async def mark_unread(
+    ctx: Annotated[Ctx, Depends(current)], folder_id: int, uid: int, csrf: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    await check_csrf(ctx, csrf)
+    folder, _summary = await message_of(ctx, folder_id, uid)
+    await ctx.web.store.store_flags(folder.id, [uid], "remove", ["\\Seen"])
+    return redirect(f"/webmail/f/{folder.id}")
+
+
+@router.post("/f/{folder_id}/m/{uid}/delete")
+async def delete_message(
+    ctx: Annotated[Ctx, Depends(current)], folder_id: int, uid: int, csrf: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    """Move to the Trash (RFC 6154 \\Trash, RFC 6851 MOVE semantics); in the Trash, delete for good (\\Deleted and
+    expunge of that UID only, RFC 4315 UID EXPUNGE)."""
+    await check_csrf(ctx, csrf)
+    folder, _summary = await message_of(ctx, folder_id, uid)
+    store = ctx.web.store
+    trash = next((f for f in await folders_of(ctx) if f.special_use is SpecialUse.TRASH), None)
+    if trash is None or trash.id == folder.id:
+        await store.store_flags(folder.id, [uid], "add", ["\\Deleted"])
+        await store.expunge(folder.id, [uid])
+        await ctx.audit("delete", f"{folder.name}/{uid}")
+    else:
+        await store.move(folder.id, [uid], trash.id)
+        await ctx.audit("trash", f"{folder.name}/{uid}")
+    return redirect(f"/webmail/f/{folder.id}?notice=" + ("deleted" if trash is None or trash.id == folder.id
+                                                         else "trashed"))
 
 
 # Replying and writing -----------------------------------------------------------------------------------------------

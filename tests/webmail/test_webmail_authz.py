@@ -68,7 +68,8 @@ async def test_no_route_reaches_another_mailbox(platform: Platform) -> None:
             response = await web.get(url)
             assert response.status_code == 404, url
             assert "Confidentiel" not in response.text and "résultats" not in response.text, url
-        posts = [f"/webmail/f/{fid}/m/{uid}/receipt", f"/webmail/f/{own_inbox}/m/{uid}/receipt"]
+        posts = [f"/webmail/f/{fid}/m/{uid}/{action}" for action in ("receipt", "unread", "delete")]
+        posts += [f"/webmail/f/{own_inbox}/m/{uid}/{action}" for action in ("receipt", "unread", "delete")]
         for url in posts:
             assert (await web.post(url)).status_code == 404, url
         reply = await web.http.post(
@@ -87,6 +88,7 @@ async def test_no_route_reaches_another_mailbox(platform: Platform) -> None:
     # nothing happened in Camille's mailbox: still unseen, not answered, no receipt, nothing sent to Anne
     [summary] = await store.summaries(fid, [uid])
     assert summary.flags == frozenset()
+    assert (await store.get_folder(camille.id, "Trash")).messages == 0
     assert len(await asyncio.to_thread(imap_fetch_all, platform, anne.address)) == before_mail
     # a professional is held to the same rule
     async with web_client(platform, anne.address) as web:

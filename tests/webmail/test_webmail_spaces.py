@@ -142,3 +142,34 @@ def test_both_languages_have_every_key() -> None:
     assert prefixed, "dynamic keys exist"
     for notice in i18n.NOTICES:
         assert f"notice_{notice}" in french
+
+
+async def test_unread_trash_and_delete(platform: Platform) -> None:
+    camille = platform.people.camille
+    store = platform.store
+    await store.ensure_account(camille.id)
+    for n in (1, 2):
+        await store.append(camille.id, "INBOX", text_message("labo@example.org", camille.address, f"Analyse {n}"))
+    async with web_client(platform, camille.address) as web:
+        inbox = await web.inbox_id()
+        assert (await web.get(f"/webmail/f/{inbox}/m/1")).status_code == 200
+        assert "\\Seen" in (await store.summaries(inbox, [1]))[0].flags
+        unread = await web.post(f"/webmail/f/{inbox}/m/1/unread")
+        assert unread.status_code == 303
+        assert "\\Seen" not in (await store.summaries(inbox, [1]))[0].flags
+        trashed = await web.post(f"/webmail/f/{inbox}/m/1/delete")
+        assert trashed.headers["location"].endswith("notice=trashed")
+        assert "a été mis à la corbeille" in (await web.get(trashed.headers["location"])).text
+        trash = await store.get_folder(camille.id, "Trash")
+        assert trash.messages == 1 and [s.uid for s in await store.page(inbox)] == [2]
+        [moved] = await store.page(trash.id)
+        page = await web.get(f"/webmail/f/{trash.id}/m/{moved.uid}")
+        assert "Supprimer définitivement" in page.text
+        gone = await web.post(f"/webmail/f/{trash.id}/m/{moved.uid}/delete")
+        assert gone.headers["location"].endswith("notice=deleted")
+        assert (await store.get_folder(camille.id, "Trash")).messages == 0
+        assert (await web.get(f"/webmail/f/{trash.id}/m/{moved.uid}")).status_code == 404
+        bogus = await web.get(f"/webmail/f/{inbox}/m/2?notice=<b>injected</b>")
+        assert "injected" not in bogus.text
+        history = await web.get("/webmail/history")
+        assert "message mis à la corbeille" in history.text and "message supprimé définitivement" in history.text
