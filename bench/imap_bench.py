@@ -29,19 +29,18 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+from benchkit import scratch_postgres
 
 from carnet.config import Settings, load_settings
 from carnet.db import Database, upgrade
 from carnet.directory import auth, mailboxes
-from carnet.directory.identifiers import luhn_check_digit
+from carnet.directory.identifiers import synthetic_rpps
 from carnet.directory.records import ProfessionalInput
 from carnet.mailbox.imap import ImapLimits, ImapServer, start_imap
 from carnet.mailbox.store import MailStore
@@ -209,34 +208,13 @@ def client_phase(target: Target) -> dict[str, float]:
     return results
 
 
-async def _scratch_postgres(server_url: str) -> tuple[str, Callable[[], Any]]:
-    server = server_url.rstrip("/")
-    if server.count("/") > 2:
-        server = server.rsplit("/", 1)[0]
-    name = f"carnet_bench_{uuid.uuid4().hex[:8]}"
-    connection = await asyncpg.connect(f"{server}/postgres")
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-
-    async def drop() -> None:
-        connection = await asyncpg.connect(f"{server}/postgres")
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await connection.close()
-
-    return f"{server}/{name}", drop
-
-
 async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="carnet-imap-bench-"))
     drop = None
     database_url = ""
     if args.database_url:
-        database_url, drop = await _scratch_postgres(args.database_url)
+        database_url, drop = await scratch_postgres(args.database_url, "carnet_bench")
     settings: Settings = load_settings(domain="bench.carnet.test", data_dir=workdir / "var", database_url=database_url,
                                        key_secret="bench", test_mode=True,
                                        listen={"imap": "127.0.0.1:0", "imaps": "127.0.0.1:0"})
@@ -247,7 +225,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         print(f"carnet IMAP benchmark — {'PostgreSQL' if database_url else 'SQLite'}, data in {workdir}")
         await authority.init_hierarchy(db, settings)
-        person = ProfessionalInput("RPPS", _rpps(1), "Anne", "Martin", "10", "SM26", [])
+        person = ProfessionalInput("RPPS", synthetic_rpps(1), "Anne", "Martin", "10", "SM26", [])
         info = await mailboxes.add_professional(db, settings, person)
         await auth.set_password(db, info.address, PASSWORD)
         await store.ensure_account(info.id)
@@ -305,11 +283,6 @@ async def main(args: argparse.Namespace) -> None:
         await db.close()
         if drop is not None:
             await drop()
-
-
-def _rpps(n: int) -> str:
-    body = f"10{n:08d}"
-    return body + str(luhn_check_digit(body))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@ class Listeners(BaseModel):
     imap: str = "127.0.0.1:1430"
     imaps: str = "127.0.0.1:9930"
 
+    @classmethod
+    def loopback_any_port(cls) -> Listeners:
+        """Every listener on 127.0.0.1 with a port chosen by the system (tests, benchmarks)."""
+        any_port = "127.0.0.1:0"
+        return cls(http=any_port, smtp_relay=any_port, smtp_submission=any_port, smtp_submissions=any_port,
+                   smtp_trusted=any_port, imap=any_port, imaps=any_port)
+
 
 class PkiSettings(BaseModel):
     """Certificate authority and S/MIME validation settings."""

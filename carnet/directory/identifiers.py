@@ -287,3 +287,24 @@ def looks_like_ins(value: str) -> bool:
 def normalise_matricule(value: str) -> str:
     """An INS matricule as stored (separators dropped, ``2A``/``2B`` upper case), without checking it."""
     return _clean(value).upper()
+
+
+# Synthetic identifiers (demos, tests, benchmarks) -------------------------------------------------------------------
+
+
+def synthetic_rpps(n: int) -> str:
+    """A well-formed RPPS number (Luhn) for the ``n``-th synthetic professional: ``10`` + 8 digits + check digit."""
+    body = f"10{n:08d}"
+    return body + str(luhn_check_digit(body))
+
+
+def synthetic_finess(n: int) -> str:
+    """A well-formed FINESS number (Luhn) in department 75 for the ``n``-th synthetic organisation."""
+    body = f"75{n:06d}"
+    return body + str(luhn_check_digit(body))
+
+
+def synthetic_nir(n: int) -> str:
+    """A well-formed NIR (with its key) of a woman born in Paris in 1985, distinct for each ``n`` below 10⁶."""
+    body = f"285{(n % 12) + 1:02d}75{n % 1000:03d}{n // 1000 % 1000:03d}"
+    return body + f"{ins_key(body):02d}"

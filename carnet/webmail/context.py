@@ -81,6 +81,7 @@ class Ctx:
     space: MailboxInfo  # whose mailbox is being looked at: the user's own or a represented patient's
     spaces: list[MailboxInfo]  # every space the user may switch to, their own first
     lang: str
+    folders: list[Any] | None = None  # the space's folders, once read in this request (pages_mail.folders_of)
 
     @property
     def client_ip(self) -> str:

@@ -43,9 +43,14 @@ MAX_REQUEST = compose.MAX_TOTAL * 4 // 3 + 2 * 1024 * 1024  # base64-free multip
 
 
 async def folders_of(ctx: Ctx) -> list[FolderInfo]:
-    await ctx.web.store.ensure_account(ctx.space.id)
-    folders: list[FolderInfo] = await ctx.web.store.list_folders(ctx.space.id)
-    return folders
+    """The space's folders, read once per request (the first read of a new mailbox creates its folders)."""
+    if ctx.folders is None:
+        folders: list[FolderInfo] = await ctx.web.store.list_folders(ctx.space.id)
+        if not folders:
+            await ctx.web.store.ensure_account(ctx.space.id)
+            folders = await ctx.web.store.list_folders(ctx.space.id)
+        ctx.folders = folders
+    return ctx.folders
 
 
 async def folder_of(ctx: Ctx, folder_id: int) -> FolderInfo:
@@ -177,6 +182,7 @@ async def message_page(
     rendered = render.render_message(raw)
     if not sections and "\\Seen" not in summary.flags:
         await ctx.web.store.store_flags(folder.id, [uid], "add", ["\\Seen"])
+        ctx.folders = None  # the unseen counts changed
     await ctx.audit("read", f"{folder.name}/{uid}" + (f"#{within}" if sections else ""))
     signature = summary.signature if not sections else {"status": "embedded"}
     [described] = await badges.describe(ctx.web.db, [badges.badge_for(summary.signature)])

@@ -18,19 +18,11 @@ from carnet.config import Settings
 from carnet.db import Database
 from carnet.directory.http import directory_router
 from carnet.directory.identifiers import ins_key, luhn_check_digit
+from carnet.directory.identifiers import synthetic_finess as finess
+from carnet.directory.identifiers import synthetic_rpps as rpps
 from carnet.directory.records import OrganisationInput, PatientInput, ProfessionalInput
 
 # Data builders ---------------------------------------------------------------------------------------------------
-
-
-def rpps(n: int) -> str:
-    body = f"10{n:08d}"
-    return body + str(luhn_check_digit(body))
-
-
-def finess(n: int) -> str:
-    body = f"75{n:06d}"
-    return body + str(luhn_check_digit(body))
 
 
 def siret(n: int) -> str:

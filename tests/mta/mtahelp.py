@@ -21,40 +21,14 @@ import httpx
 from carnet.config import Listeners, Settings
 from carnet.db import Database
 from carnet.directory import auth, mailboxes, trustspace
-from carnet.directory.identifiers import ins_key, luhn_check_digit
+from carnet.directory.identifiers import synthetic_finess as finess
+from carnet.directory.identifiers import synthetic_nir as nir
+from carnet.directory.identifiers import synthetic_rpps as rpps
 from carnet.directory.records import MailboxInfo, OrganisationInput, PatientInput, ProfessionalInput
 from carnet.pki import authority
 from carnet.serve import Running, serve
 
 PASSWORD = "correct horse battery staple"
-
-
-def rpps(n: int) -> str:
-    body = f"10{n:08d}"
-    return body + str(luhn_check_digit(body))
-
-
-def finess(n: int) -> str:
-    body = f"75{n:06d}"
-    return body + str(luhn_check_digit(body))
-
-
-def nir(n: int) -> str:
-    body = f"285{(n % 12) + 1:02d}75{n % 1000:03d}{n // 1000 % 1000:03d}"
-    return body + f"{ins_key(body):02d}"
-
-
-def loopback_listeners() -> Listeners:
-    any_port = "127.0.0.1:0"
-    return Listeners(
-        http=any_port,
-        smtp_relay=any_port,
-        smtp_submission=any_port,
-        smtp_submissions=any_port,
-        smtp_trusted=any_port,
-        imap=any_port,
-        imaps=any_port,
-    )
 
 
 @dataclass
@@ -162,7 +136,7 @@ async def running_platform(
     **mta: Any,
 ) -> AsyncIterator[Platform]:
     """Initialise (CA, directory) and serve ``settings`` on loopback ephemeral ports in this event loop."""
-    settings = settings.model_copy(update={"listen": listen or loopback_listeners()})
+    settings = settings.model_copy(update={"listen": listen or Listeners.loopback_any_port()})
     if mta:
         settings = settings.model_copy(update={"mta": settings.mta.model_copy(update=mta)})
     db = Database(settings.sqlalchemy_url)

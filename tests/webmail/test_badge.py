@@ -11,7 +11,7 @@ from sqlalchemy import event
 from carnet.config import Settings
 from carnet.db import Database
 from carnet.directory import mailboxes
-from carnet.directory.identifiers import luhn_check_digit
+from carnet.directory.identifiers import synthetic_rpps as rpps
 from carnet.directory.records import ProfessionalInput
 from carnet.pki import authority
 from carnet.pki.smime.result import SignerInfo, SmimeResult, Status
@@ -21,11 +21,6 @@ from carnet.webmail.badge import Badge, BadgeLevel, badge_for, describe
 @pytest.fixture(autouse=True)
 def _fast_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     use_pooled_keys(monkeypatch)
-
-
-def rpps(n: int) -> str:
-    body = f"10{n:08d}"
-    return body + str(luhn_check_digit(body))
 
 
 def stored(status: Status, national_id: str = "810001234567", **signer: Any) -> dict[str, Any]:

@@ -22,18 +22,13 @@ import aioimaplib
 from carnet.config import Settings
 from carnet.db import Database
 from carnet.directory import auth, mailboxes
-from carnet.directory.identifiers import luhn_check_digit
+from carnet.directory.identifiers import synthetic_rpps as rpps
 from carnet.directory.records import ProfessionalInput
 from carnet.mailbox.imap import ImapLimits, ImapServer, start_imap
 from carnet.mailbox.store import MailStore
 from carnet.pki import authority
 
 PASSWORD = "correct horse battery staple"
-
-
-def rpps(n: int) -> str:
-    body = f"10{n:08d}"
-    return body + str(luhn_check_digit(body))
 
 
 def professional(n: int, first: str = "Anne", last: str = "Martin") -> ProfessionalInput:
