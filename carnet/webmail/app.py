@@ -51,8 +51,8 @@ def install(app: FastAPI, db: Database, settings: Settings, *, store: Any, route
 
     @app.exception_handler(HTTPException)
     async def on_http_error(request: Request, exc: HTTPException) -> Response:
-        if request.url.path.startswith(PREFIX) and exc.status_code in (404, 405):
-            key = "error_not_found" if exc.status_code == 404 else "error_bad_request"
+        if request.url.path.startswith(PREFIX):  # an error page, not JSON (e.g. a malformed multipart body: 400)
+            key = {404: "error_not_found", 413: "error_too_large"}.get(exc.status_code, "error_bad_request")
             return _error_page(request, exc.status_code, key)
         from fastapi.exception_handlers import http_exception_handler
 

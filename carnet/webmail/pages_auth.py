@@ -154,6 +154,8 @@ async def totp_check(
             request, "totp.html", {"csrf": session.csrf_token, "error": "error_totp"}, status_code=401, lang=lang
         )
     new_token = await web_store.promote_session(web.db, token, _client_ip(request))
+    if new_token is None:
+        return redirect("/webmail/login")
     await web_store.audit(
         web.db,
         space_id=session.mailbox_id,

@@ -16,7 +16,6 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import HTMLResponse, Response
 
-from carnet.directory import auth
 from carnet.directory.records import MailboxKind
 from carnet.mailbox.api import FolderInfo, MessageSummary, SearchKey, SpecialUse, StoreError
 from carnet.mta import headers
@@ -95,7 +94,7 @@ def message_url(folder_id: int, uid: int, within: list[str] | None = None, suffi
 
 @router.get("/")
 async def home(ctx: Annotated[Ctx, Depends(current)]) -> Response:
-    inbox = await ctx.web.store.get_folder(ctx.space.id, "INBOX") if await folders_of(ctx) else None
+    inbox = next((f for f in await folders_of(ctx) if f.name == "INBOX"), None)
     if inbox is None:
         raise PageError(404, "error_no_folder")
     return redirect(f"/webmail/f/{inbox.id}")
@@ -184,8 +183,7 @@ async def message_page(
         await ctx.web.store.store_flags(folder.id, [uid], "add", ["\\Seen"])
         ctx.folders = None  # the unseen counts changed
     await ctx.audit("read", f"{folder.name}/{uid}" + (f"#{within}" if sections else ""))
-    signature = summary.signature if not sections else {"status": "embedded"}
-    [described] = await badges.describe(ctx.web.db, [badges.badge_for(summary.signature)])
+    badge = None if sections else (await badges.describe(ctx.web.db, [badges.badge_for(summary.signature)]))[0]
     state = await reply_state(ctx, rendered) if not sections else "reply_embedded"
     receipt = (
         not sections
@@ -203,9 +201,8 @@ async def message_page(
             "folder": folder,
             "summary": summary,
             "msg": rendered,
-            "badge": described if not sections else None,
+            "badge": badge,
             "embedded": bool(sections),
-            "signature": signature,
             "within": sections,
             "reply_state": state,
             "receipt": receipt,
@@ -331,19 +328,6 @@ async def delete_message(
 async def submit(ctx: Ctx, raw: bytes, recipients: list[str]) -> None:
     """Send ``raw`` from the space's address through the router, as an authenticated SMTP submission would:
     RCPT-time checks (patients' rules, trust space), then the gateway signs and the router commits."""
-    principal = auth.Principal(
-        ctx.user.id,
-        ctx.user.address,
-        ctx.user.kind,
-        ctx.user.display_name,
-        ctx.user.national_id,
-        ctx.user.ins,
-        "webmail",
-        "password",
-    )
-    allowed = frozenset(await auth.send_as_addresses(ctx.web.db, principal))
-    if ctx.space.address not in allowed:
-        raise PageError(403, "error_forbidden")
     envelope = Envelope(
         sender=ctx.space.address,
         recipients=[Recipient(a) for a in recipients],
@@ -351,7 +335,7 @@ async def submit(ctx: Ctx, raw: bytes, recipients: list[str]) -> None:
         helo="webmail",
         peer=ctx.client_ip,
         protocol="HTTPS" if security.is_tls(ctx.request) else "HTTP",
-        allowed_from=allowed,
+        allowed_from=frozenset({ctx.space.address}),  # current() checked that the user may act in this space
     )
     router_ = ctx.web.router
     for address in recipients:
@@ -381,9 +365,7 @@ async def read_uploads(request: Request) -> tuple[dict[str, str], list[compose.U
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
             data = await value.read()
-            if data or value.filename:
-                if not data:
-                    continue
+            if data:  # an empty file input sends an empty part
                 uploads.append(compose.Upload(value.filename or "", value.content_type or "", data))
         else:
             fields[name] = value

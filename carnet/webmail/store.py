@@ -93,10 +93,14 @@ async def load_session(db: Database, token: str | None) -> SessionData | None:
     return SessionData(row.token_hash, row.mailbox_id, row.acting_for, row.csrf_token, row.pending_totp, row.created_at)
 
 
-async def promote_session(db: Database, token: str, client_ip: str) -> str:
-    """The second factor was given: replace the pending session by a full one (new token, new CSRF token)."""
+async def promote_session(db: Database, token: str, client_ip: str) -> str | None:
+    """The second factor was given: replace the pending session by a full one (new token, new CSRF token).
+    None when the pending session is gone meanwhile (expired, or ended by another request)."""
     async with db.transaction() as session:
-        row = (await session.execute(select(WebSession).where(WebSession.token_hash == _hash(token)))).scalar_one()
+        row = (await session.execute(select(WebSession).where(WebSession.token_hash == _hash(token)))
+               ).scalar_one_or_none()
+        if row is None:
+            return None
         mailbox_id = row.mailbox_id
         await session.delete(row)
     return await create_session(db, mailbox_id, client_ip, pending_totp=False)

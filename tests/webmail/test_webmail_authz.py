@@ -123,6 +123,9 @@ async def test_bad_ids_are_clear_errors(platform: Platform) -> None:
             response = await web.get(url)
             assert response.status_code == status, (url, response.status_code)
             assert "Traceback" not in response.text and response.headers["content-type"].startswith("text/html")
+        malformed = await web.http.post(f"/webmail/f/{inbox}/m/1/reply", content=b"--x\r\nnot a part header\r\n",
+                                        headers={"Content-Type": "multipart/form-data; boundary=x"})
+        assert malformed.status_code == 400 and malformed.headers["content-type"].startswith("text/html")
         # a 64 MiB upload is refused from its Content-Length, before any of it is read
         reader, writer = await asyncio.open_connection("127.0.0.1", platform.ports["http"])
         cookie = "; ".join(f"{name}={value}" for name, value in web.http.cookies.items())
