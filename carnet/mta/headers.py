@@ -42,6 +42,8 @@ MSS_MES_FIELD: Final = "X-MSS-MES"
 MSS_NIL: Final = "3"
 
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+#: A msg-id (RFC 5322 §3.6.4), leniently: angle brackets around printable ASCII without blanks or brackets.
+MSG_ID: Final = re.compile(r"<[!-;=?-~]+>")
 
 
 class HeaderError(ValueError):

@@ -16,7 +16,7 @@ LF or other control character in them is refused (``ComposeError("header")``), s
 
 :func:`build_displayed_mdn` answers a ``Disposition-Notification-To`` request once the reader, having seen the
 message, agreed to send a receipt: disposition ``manual-action/MDN-sent-manually; displayed`` (RFC 8098 §3.2.6).
-It mirrors :func:`carnet.mta.mdn.build_mdn` (the platform's automatic "processed" MDN) but carries no
+It is built by :func:`carnet.mta.mdn.build_report`, as the platform's automatic "processed" MDN is, but carries no
 ``Auto-Submitted`` field: the reader sent it, it is not an automatic response (RFC 3834 §5, "auto-replied" is for
 automatic responses). Never about an MDN or DSN (RFC 8098 §2.1): such an original is refused.
 """
@@ -24,21 +24,18 @@ automatic responses). Never about an MDN or DSN (RFC 8098 §2.1): such an origin
 from __future__ import annotations
 
 import email.policy
-import quopri
 import re
-import secrets
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 from typing import Final
 
 from carnet.mta import headers
-from carnet.mta.mdn import report_type
+from carnet.mta.mdn import build_report, report_type
 
 ALLOWED_TYPES: Final = frozenset({"application/pdf", "image/png", "image/jpeg"})
 MAX_ATTACHMENT: Final = 10 * 1024 * 1024
@@ -58,8 +55,6 @@ _MAGIC: Final = (
 _EXTENSIONS: Final = {"application/pdf": {".pdf"}, "image/png": {".png"}, "image/jpeg": {".jpg", ".jpeg"}}
 _KNOWN_EXTENSIONS: Final = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".jpe", ".gif", ".svg", ".html", ".htm"})
 _FALLBACK_STEM: Final = "piece-jointe"
-#: A msg-id (RFC 5322 §3.6.4), leniently: angle brackets around printable ASCII without blanks or brackets.
-_MSG_ID: Final = re.compile(r"<[!-;=?-~]+>")
 _LANG_TAG: Final = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")  # RFC 5646 language tag, simplified
 _REPLY_PREFIX: Final = re.compile(r"re\s?:", re.IGNORECASE)
 
@@ -173,7 +168,7 @@ def build_message(
     if _LANG_TAG.fullmatch(lang) is None:
         raise ComposeError("header", f"Content-Language {lang!r} is not a language tag")
     # A parent whose Message-ID is not a msg-id (seen in the wild) is still answered, without In-Reply-To.
-    parent_id = in_reply_to.strip() if _MSG_ID.fullmatch(in_reply_to.strip()) else ""
+    parent_id = in_reply_to.strip() if headers.MSG_ID.fullmatch(in_reply_to.strip()) else ""
 
     message = EmailMessage(policy=email.policy.SMTP)
     message["Date"] = format_datetime(datetime.now().astimezone().replace(microsecond=0))
@@ -219,15 +214,6 @@ def build_displayed_mdn(
         original_header += b"\r\n"
     if report_type(original_header + b"\r\n") is not None:
         raise ComposeError("mdn_refused", "no MDN about a report (RFC 8098 §2.1)")
-    try:
-        original_id = headers.get(original_header, "message-id")
-        subject = " ".join((headers.get(original_header, "subject") or "").split())
-    except headers.HeaderError as exc:
-        raise ComposeError("header", f"original header: {exc}") from None
-    if original_id is not None and _MSG_ID.fullmatch(original_id) is None:
-        original_id = None
-    boundary = f"carnet-mdn-{secrets.token_hex(12)}"
-    domain = reader.rpartition("@")[2]
     human = "\n".join(
         [
             f"Le message envoyé à {reader} a été affiché à l'écran de son destinataire.",
@@ -238,45 +224,20 @@ def build_displayed_mdn(
             "",
         ]
     )
-    lines = [
-        f"From: <{reader}>",
-        f"To: <{to}>",
-        _subject_field(f"Disposition notification (displayed): {subject}"[:900]),
-        f"Date: {headers.date_now()}",
-        f"Message-ID: {headers.new_message_id(domain)}",
-    ]
-    if original_id:
-        lines += [f"In-Reply-To: {original_id}", f"References: {original_id}"]
-    lines += [
-        "MIME-Version: 1.0",
-        f'Content-Type: multipart/report; report-type=disposition-notification; boundary="{boundary}"',
-        "",
-        f"--{boundary}",
-        "Content-Type: text/plain; charset=utf-8",
-        "Content-Language: fr, en",
-        "Content-Transfer-Encoding: quoted-printable",
-        "",
-        quopri.encodestring(human.encode()).decode("ascii").replace("\n", "\r\n").rstrip("\r\n"),
-        "",
-        f"--{boundary}",
-        "Content-Type: message/disposition-notification",
-        "",
-        f"Reporting-UA: {domain}; carnet webmail",
-    ]
-    if original_recipient:
-        lines.append(f"Original-Recipient: rfc822; {original_recipient}")
-    lines.append(f"Final-Recipient: rfc822; {reader}")
-    if original_id:
-        lines.append(f"Original-Message-ID: {original_id}")
-    lines += [
-        "Disposition: manual-action/MDN-sent-manually; displayed",
-        "",
-        f"--{boundary}",
-        "Content-Type: text/rfc822-headers",
-        *([] if original_header.isascii() else ["Content-Transfer-Encoding: 8bit"]),  # RFC 6532 header: as is
-        "",
-    ]
-    return "\r\n".join(lines).encode() + b"\r\n" + original_header + f"\r\n--{boundary}--\r\n".encode()
+    try:
+        return build_report(
+            reporter=reader,
+            to=to,
+            original_header=original_header,
+            disposition="manual-action/MDN-sent-manually; displayed",
+            subject_label="displayed",
+            human_text=human,
+            reporting_ua=f"{reader.rpartition('@')[2]}; carnet webmail",
+            original_recipient=original_recipient,
+            automatic=False,
+        )
+    except headers.HeaderError as exc:
+        raise ComposeError("header", f"original header: {exc}") from None
 
 
 def _no_controls(field: str, value: str) -> None:
@@ -299,7 +260,7 @@ def _address(field: str, addr_spec: str, display_name: str) -> Address:
 def _thread(references: str, parent_id: str) -> list[str]:
     """The References of a reply: the parent's, then the parent, without duplicates, root + the last ids."""
     ids: list[str] = []
-    for token in [*_MSG_ID.findall(references), parent_id]:
+    for token in [*headers.MSG_ID.findall(references), parent_id]:
         if token and token not in ids:
             ids.append(token)
     if len(ids) > MAX_REFERENCES:
@@ -311,9 +272,3 @@ def _text(body: str) -> str:
     """The body with LF line ends (the policy writes CRLF) and a final line end."""
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     return text if text.endswith("\n") else text + "\n"
-
-
-def _subject_field(value: str) -> str:
-    if value.isascii():
-        return f"Subject: {value}"
-    return "Subject: " + Header(value, "utf-8", header_name="Subject").encode(linesep="\r\n")
