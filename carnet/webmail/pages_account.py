@@ -54,6 +54,21 @@ async def _account_page(
     )
 
 
+async def _recheck_password(ctx: Ctx, password: str) -> Response | None:
+    """A security change asks for the current password again (the directory's check and throttling; app passwords
+    do not count); the account page with the error when it is refused, None when it is right."""
+    try:
+        principal = await auth.authenticate(ctx.web.db, ctx.user.address, password, client_ip=ctx.client_ip,
+                                            protocol="webmail")
+    except auth.Throttled:
+        return await _account_page(ctx, error="error_throttled", status=429)
+    except auth.AuthError:
+        return await _account_page(ctx, error="error_current_password", status=400)
+    if principal.method != "password":
+        return await _account_page(ctx, error="error_current_password", status=400)
+    return None
+
+
 @router.get("/account")
 async def account(ctx: Annotated[Ctx, Depends(current)], notice: str = "") -> Response:
     return await _account_page(ctx, notice=notice if notice in i18n.NOTICES else None)
@@ -81,16 +96,9 @@ async def change_password(
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     await check_csrf(ctx, csrf)
-    try:
-        principal = await auth.authenticate(
-            ctx.web.db, ctx.user.address, current_password, client_ip=ctx.client_ip, protocol="webmail"
-        )
-    except auth.Throttled:
-        return await _account_page(ctx, error="error_throttled", status=429)
-    except auth.AuthError:
-        return await _account_page(ctx, error="error_current_password", status=400)
-    if principal.method != "password":
-        return await _account_page(ctx, error="error_current_password", status=400)
+    refused = await _recheck_password(ctx, current_password)
+    if refused is not None:
+        return refused
     if new_password != confirm:
         return await _account_page(ctx, error="error_password_confirm", status=400)
     try:
@@ -193,14 +201,9 @@ async def totp_disable(
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     await check_csrf(ctx, csrf)
-    try:
-        principal = await auth.authenticate(
-            ctx.web.db, ctx.user.address, current_password, client_ip=ctx.client_ip, protocol="webmail"
-        )
-    except auth.AuthError:
-        return await _account_page(ctx, error="error_current_password", status=400)
-    if principal.method != "password":
-        return await _account_page(ctx, error="error_current_password", status=400)
+    refused = await _recheck_password(ctx, current_password)
+    if refused is not None:
+        return refused
     await web_store.update_user(ctx.web.db, ctx.user.id, totp_enabled=False, totp_sealed=None, totp_last_step=None)
     await ctx.audit("totp_disabled")
     return redirect("/webmail/account?notice=totp_disabled")

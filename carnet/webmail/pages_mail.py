@@ -382,25 +382,31 @@ async def _reply_context(ctx: Ctx, folder_id: int, uid: int) -> tuple[FolderInfo
     return folder, rendered
 
 
+async def _compose_page(
+    ctx: Ctx,
+    *,
+    folder: FolderInfo | None = None,
+    uid: int | None = None,
+    original: render.RenderedMessage | None = None,
+    to: str = "",
+    subject: str = "",
+    body: str = "",
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    """The writing form: a reply to ``original`` (in ``folder``, ``uid``) or, without it, a new message."""
+    action = "/webmail/compose" if folder is None or uid is None else message_url(folder.id, uid, None, "/reply")
+    return ctx.web.page(ctx.request, "compose.html", {
+        "ctx": ctx, "folders": await folders_of(ctx), "folder": folder, "uid": uid, "original": original, "to": to,
+        "subject": subject, "body": body, "error": error, "action": action,
+    }, status_code=status)
+
+
 @router.get("/f/{folder_id}/m/{uid}/reply")
 async def reply_form(ctx: Annotated[Ctx, Depends(current)], folder_id: int, uid: int) -> Response:
     folder, rendered = await _reply_context(ctx, folder_id, uid)
-    return ctx.web.page(
-        ctx.request,
-        "compose.html",
-        {
-            "ctx": ctx,
-            "folders": await folders_of(ctx),
-            "folder": folder,
-            "uid": uid,
-            "original": rendered,
-            "to": rendered.from_address,
-            "subject": compose.reply_subject(rendered.subject),
-            "body": "",
-            "error": None,
-            "action": message_url(folder.id, uid, None, "/reply"),
-        },
-    )
+    return await _compose_page(ctx, folder=folder, uid=uid, original=rendered, to=rendered.from_address,
+                               subject=compose.reply_subject(rendered.subject))
 
 
 async def _send(
@@ -425,9 +431,7 @@ async def _send(
     raw = headers.prepend(raw, [("Message-ID", headers.new_message_id(ctx.web.settings.domain))])
     try:
         await submit(ctx, raw, [to])
-    except RecipientRefused as exc:
-        return "send_refused:" + exc.text
-    except GatewayRefusal as exc:
+    except (RecipientRefused, GatewayRefusal) as exc:
         return "send_refused:" + exc.text
     await save_sent(ctx, raw)
     return None
@@ -441,23 +445,8 @@ async def reply(ctx: Annotated[Ctx, Depends(current)], folder_id: int, uid: int)
     to = rendered.from_address  # the reply goes to the author, never to an address typed in the form
     error = await _send(ctx, to=to, fields=fields, uploads=uploads, original=rendered)
     if error is not None:
-        return ctx.web.page(
-            ctx.request,
-            "compose.html",
-            {
-                "ctx": ctx,
-                "folders": await folders_of(ctx),
-                "folder": folder,
-                "uid": uid,
-                "original": rendered,
-                "to": to,
-                "subject": fields.get("subject", ""),
-                "body": fields.get("body", ""),
-                "error": error,
-                "action": message_url(folder.id, uid, None, "/reply"),
-            },
-            status_code=422,
-        )
+        return await _compose_page(ctx, folder=folder, uid=uid, original=rendered, to=to, error=error, status=422,
+                                   subject=fields.get("subject", ""), body=fields.get("body", ""))
     await ctx.web.store.store_flags(folder.id, [uid], "add", ["\\Answered"])
     await ctx.audit("reply", to)
     return redirect(message_url(folder.id, uid) + "?notice=reply_sent")
@@ -471,22 +460,7 @@ def _compose_allowed(ctx: Ctx) -> None:
 @router.get("/compose")
 async def compose_form(ctx: Annotated[Ctx, Depends(current)]) -> Response:
     _compose_allowed(ctx)
-    return ctx.web.page(
-        ctx.request,
-        "compose.html",
-        {
-            "ctx": ctx,
-            "folders": await folders_of(ctx),
-            "folder": None,
-            "uid": None,
-            "original": None,
-            "to": "",
-            "subject": "",
-            "body": "",
-            "error": None,
-            "action": "/webmail/compose",
-        },
-    )
+    return await _compose_page(ctx)
 
 
 @router.post("/compose")
@@ -497,23 +471,8 @@ async def compose_send(ctx: Annotated[Ctx, Depends(current)]) -> Response:
     to = fields.get("to", "").strip()
     error = await _send(ctx, to=to, fields=fields, uploads=uploads, original=None) if to else "compose_no_recipient"
     if error is not None:
-        return ctx.web.page(
-            ctx.request,
-            "compose.html",
-            {
-                "ctx": ctx,
-                "folders": await folders_of(ctx),
-                "folder": None,
-                "uid": None,
-                "original": None,
-                "to": to,
-                "subject": fields.get("subject", ""),
-                "body": fields.get("body", ""),
-                "error": error,
-                "action": "/webmail/compose",
-            },
-            status_code=422,
-        )
+        return await _compose_page(ctx, to=to, error=error, status=422, subject=fields.get("subject", ""),
+                                   body=fields.get("body", ""))
     await ctx.audit("send", to)
     inbox = await ctx.web.store.get_folder(ctx.space.id, "INBOX")
     return redirect(f"/webmail/f/{inbox.id}?notice=sent")
